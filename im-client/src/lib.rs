@@ -1,0 +1,1 @@
+//! imkit client (filled by later work).

@@ -1,0 +1,1 @@
+//! imkit server (filled by later work).
