@@ -1,0 +1,434 @@
+//! The messaging engine: every rule of the delivery contract, with no
+//! sockets. A transport (the server, or a test) calls [`Engine::handle`]
+//! with a caller and a request packet and gets back an [`Outcome`]: the
+//! reply, and the [`Push`]es that must reach other devices. Pushes name
+//! each target device and the node it is connected to; devices that are
+//! not connected have already been given an offline inbox entry, and
+//! users with no connected device have been passed to the
+//! [`PushNotifier`].
+
+mod contacts;
+mod groups;
+mod messaging;
+
+use std::sync::Arc;
+
+use imkit_proto::{Packet, PacketId, pb};
+
+use crate::model::*;
+use crate::push::{LogPushNotifier, PushNotifier};
+use crate::store::{Direction, Stores};
+use crate::{Clock, Error, Result};
+
+/// Limits and settings of the engine. Every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This node's id (default `"node-1"`).
+    pub node: NodeId,
+    /// How long a sender may recall their own message (default 120 s).
+    pub recall_window_ms: u64,
+    /// Longest text, in bytes (default 16,384).
+    pub max_text_bytes: usize,
+    /// Longest custom payload, in bytes (default 65,536).
+    pub max_custom_bytes: usize,
+    /// Longest file name, in bytes (default 255).
+    pub max_file_name_bytes: usize,
+    /// Messages per conversation in a sync answer when the client names no
+    /// limit (default 100), and in an offline drain at login.
+    pub sync_default_limit: usize,
+    /// Cap on a client's sync limit (default 500).
+    pub sync_max_limit: usize,
+    /// History page size when the client names none (default 50).
+    pub history_default_limit: usize,
+    /// Cap on a client's history page size (default 500).
+    pub history_max_limit: usize,
+    /// Most members a group may have (default 10,000).
+    pub max_group_members: usize,
+    /// Most inbox conversations drained at login (default 1,000); the rest
+    /// arrive through sync.
+    pub login_drain_limit: usize,
+    /// Source of time.
+    pub clock: Clock,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            node: NodeId::from("node-1"),
+            recall_window_ms: 120_000,
+            max_text_bytes: 16 * 1024,
+            max_custom_bytes: 64 * 1024,
+            max_file_name_bytes: 255,
+            sync_default_limit: 100,
+            sync_max_limit: 500,
+            history_default_limit: 50,
+            history_max_limit: 500,
+            max_group_members: 10_000,
+            login_drain_limit: 1_000,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// Who is making a request: the logged-in user and their device.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Caller {
+    /// The user.
+    pub user: UserId,
+    /// The device of this session.
+    pub device: DeviceId,
+}
+
+impl Caller {
+    /// A caller from ids.
+    pub fn new(user: impl Into<UserId>, device: impl Into<DeviceId>) -> Self {
+        Caller {
+            user: user.into(),
+            device: device.into(),
+        }
+    }
+}
+
+/// A connected device that must receive a push.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The user.
+    pub user: UserId,
+    /// The device.
+    pub device: DeviceId,
+    /// The node holding its connection.
+    pub node: NodeId,
+}
+
+/// One packet for many devices. A transport encodes it once and shares the
+/// bytes among every target's queue.
+#[derive(Debug, Clone)]
+pub struct Push {
+    /// The packet id every copy carries (the message id for messages).
+    pub packet_id: PacketId,
+    /// The packet.
+    pub packet: Packet,
+    /// Where it goes.
+    pub targets: Vec<Target>,
+    /// For message pushes: where the message sits, so a transport that
+    /// cannot reach a target can put it in the device's offline inbox.
+    pub inbox_entry: Option<InboxEntry>,
+}
+
+/// What a request produced: the reply for the caller and pushes for others.
+#[derive(Debug, Clone)]
+pub struct Outcome<T> {
+    /// The answer to the request.
+    pub reply: T,
+    /// Packets for other devices.
+    pub pushes: Vec<Push>,
+}
+
+impl<T> Outcome<T> {
+    fn new(reply: T, pushes: Vec<Push>) -> Self {
+        Outcome { reply, pushes }
+    }
+
+    fn reply(reply: T) -> Self {
+        Outcome {
+            reply,
+            pushes: Vec::new(),
+        }
+    }
+
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        Outcome {
+            reply: f(self.reply),
+            pushes: self.pushes,
+        }
+    }
+}
+
+/// What a login produced.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    /// The node the same device was connected to before, if any: that
+    /// connection must be kicked.
+    pub replaced: Option<NodeId>,
+    /// Messages the device missed while offline.
+    pub pushes: Vec<Push>,
+}
+
+/// The messaging engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    stores: Stores,
+    notifier: Arc<dyn PushNotifier>,
+    config: EngineConfig,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over the given stores, with the logging push notifier.
+    pub fn new(stores: Stores, config: EngineConfig) -> Self {
+        Self::with_notifier(stores, config, Arc::new(LogPushNotifier))
+    }
+
+    /// An engine with a custom push notifier.
+    pub fn with_notifier(
+        stores: Stores,
+        config: EngineConfig,
+        notifier: Arc<dyn PushNotifier>,
+    ) -> Self {
+        Engine {
+            inner: Arc::new(Inner {
+                stores,
+                notifier,
+                config,
+            }),
+        }
+    }
+
+    /// The stores the engine runs on.
+    pub fn stores(&self) -> &Stores {
+        &self.inner.stores
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    fn now(&self) -> u64 {
+        self.inner.config.clock.now_ms()
+    }
+
+    /// Handles one request packet from a logged-in caller. Session packets
+    /// (login, logout, ping) belong to the transport and are refused here.
+    pub async fn handle(&self, caller: &Caller, packet: Packet) -> Result<Outcome<Packet>> {
+        use Packet as P;
+        Ok(match packet {
+            P::Send(r) => self.send(caller, r).await?.map(P::SendResponse),
+            P::Receipt(r) => self.receipt(caller, r).await?.map(P::ReceiptResponse),
+            P::Recall(r) => self.recall(caller, r).await?.map(P::RecallResponse),
+            P::ReadCount(r) => {
+                Outcome::reply(P::ReadCountResponse(self.read_counts(caller, r).await?))
+            }
+            P::Sync(r) => Outcome::reply(P::SyncResponse(self.sync(caller, r).await?)),
+            P::History(r) => Outcome::reply(P::HistoryResponse(self.history(caller, r).await?)),
+            P::ConversationList(r) => Outcome::reply(P::ConversationListResponse(
+                self.conversations(caller, r).await?,
+            )),
+            P::GroupCreate(r) => self
+                .group_create(caller, r)
+                .await?
+                .map(P::GroupCreateResponse),
+            P::GroupDismiss(r) => self
+                .group_dismiss(caller, r)
+                .await?
+                .map(P::GroupDismissResponse),
+            P::GroupAddMembers(r) => self
+                .group_add(caller, r)
+                .await?
+                .map(P::GroupAddMembersResponse),
+            P::GroupRemoveMembers(r) => self
+                .group_remove(caller, r)
+                .await?
+                .map(P::GroupRemoveMembersResponse),
+            P::GroupUpdate(r) => self
+                .group_update(caller, r)
+                .await?
+                .map(P::GroupUpdateResponse),
+            P::GroupMembers(r) => Outcome::reply(P::GroupMembersResponse(
+                self.group_members(caller, r).await?,
+            )),
+            P::GroupList(_) => Outcome::reply(P::GroupListResponse(self.group_list(caller).await?)),
+            P::GroupSetRole(r) => self
+                .group_set_role(caller, r)
+                .await?
+                .map(P::GroupSetRoleResponse),
+            P::FriendList(_) => {
+                Outcome::reply(P::FriendListResponse(self.friend_list(caller).await?))
+            }
+            P::FriendAdd(r) => self.friend_add(caller, r).await?.map(P::FriendAddResponse),
+            P::FriendAccept(r) => self
+                .friend_accept(caller, r)
+                .await?
+                .map(P::FriendAcceptResponse),
+            P::FriendRemove(r) => self
+                .friend_remove(caller, r)
+                .await?
+                .map(P::FriendRemoveResponse),
+            P::Block(r) => self.block(caller, r).await?.map(P::BlockResponse),
+            P::Unblock(r) => self.unblock(caller, r).await?.map(P::UnblockResponse),
+            P::Typing(r) => {
+                let pushes = self.typing(caller, r).await?;
+                // Typing has no response; the transport drops this reply.
+                Outcome::new(P::Typing(pb::Typing::default()), pushes)
+            }
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "{:?} is not a request the engine handles",
+                    other.kind()
+                )));
+            }
+        })
+    }
+
+    /// Records a device's login on this node and collects what it missed.
+    pub async fn login(&self, user: &UserId, device: &DeviceId) -> Result<LoginOutcome> {
+        let s = &self.inner.stores;
+        let node = &self.inner.config.node;
+        s.read_state.register_device(user, device).await?;
+        let replaced = s.presence.online(user, device, node).await?;
+        let target = Target {
+            user: user.clone(),
+            device: device.clone(),
+            node: node.clone(),
+        };
+        let mut pushes = Vec::new();
+        let pending = s
+            .inbox
+            .pending(user, device, self.inner.config.login_drain_limit)
+            .await?;
+        for entry in pending {
+            let from = s
+                .read_state
+                .delivered(user, device, &entry.conversation)
+                .await?;
+            let messages = s
+                .history
+                .range(
+                    &entry.conversation,
+                    from,
+                    Direction::Forward,
+                    self.inner.config.sync_default_limit,
+                )
+                .await?;
+            for m in messages {
+                pushes.push(message_push(&m, vec![target.clone()]));
+            }
+        }
+        Ok(LoginOutcome { replaced, pushes })
+    }
+
+    /// Records that a device's connection on this node ended. Does nothing
+    /// if the device has since logged in elsewhere.
+    pub async fn logout(&self, user: &UserId, device: &DeviceId) -> Result<bool> {
+        self.inner
+            .stores
+            .presence
+            .offline(user, device, &self.inner.config.node)
+            .await
+    }
+
+    /// Puts a message pointer in a device's inbox, for a transport that
+    /// found the target's connection gone.
+    pub async fn deliver_offline(&self, target: &Target, entry: InboxEntry) -> Result<()> {
+        self.inner
+            .stores
+            .inbox
+            .push(&target.user, &target.device, entry)
+            .await
+    }
+
+    /// A business notification for users, pushed to their connected
+    /// devices. Not stored.
+    pub async fn notify(&self, users: &[UserId], notification: pb::Notification) -> Result<Push> {
+        let targets = self.online_targets(users, None).await?;
+        Ok(Push {
+            packet_id: PacketId::new(),
+            packet: Packet::Notification(notification),
+            targets,
+            inbox_entry: None,
+        })
+    }
+
+    /// The connected devices of `users`, except the caller's own device.
+    async fn online_targets(&self, users: &[UserId], skip: Option<&Caller>) -> Result<Vec<Target>> {
+        let located = self.inner.stores.presence.locate_many(users).await?;
+        let mut targets = Vec::new();
+        for (user, devices) in users.iter().zip(located) {
+            for loc in devices {
+                if skip.is_some_and(|c| &c.user == user && c.device == loc.device) {
+                    continue;
+                }
+                targets.push(Target {
+                    user: user.clone(),
+                    device: loc.device,
+                    node: loc.node,
+                });
+            }
+        }
+        Ok(targets)
+    }
+
+    /// Fans a stored message out to `users`: a push for connected devices,
+    /// an inbox entry for the others, and the push notifier for users with
+    /// no connected device. The sender's own device is skipped.
+    async fn fan_out(&self, message: &Message, users: &[UserId], sender: &Caller) -> Result<Push> {
+        let s = &self.inner.stores;
+        let located = s.presence.locate_many(users).await?;
+        let entry = InboxEntry {
+            conversation: message.conversation.clone(),
+            seq: message.seq,
+        };
+        let mut targets = Vec::with_capacity(users.len());
+        for (user, online) in users.iter().zip(located) {
+            let known = s.read_state.devices(user).await?;
+            for device in &known {
+                if user == &sender.user && device == &sender.device {
+                    continue;
+                }
+                match online.iter().find(|l| &l.device == device) {
+                    Some(loc) => targets.push(Target {
+                        user: user.clone(),
+                        device: device.clone(),
+                        node: loc.node.clone(),
+                    }),
+                    None => s.inbox.push(user, device, entry.clone()).await?,
+                }
+            }
+            // Devices online but not yet registered (a race with login) still get it.
+            for loc in &online {
+                if !known.contains(&loc.device)
+                    && !(user == &sender.user && loc.device == sender.device)
+                {
+                    targets.push(Target {
+                        user: user.clone(),
+                        device: loc.device.clone(),
+                        node: loc.node.clone(),
+                    });
+                }
+            }
+            if online.is_empty() && user != &sender.user {
+                self.inner.notifier.notify_offline(user, message).await;
+            }
+        }
+        let mut push = message_push(message, targets);
+        push.inbox_entry = Some(entry);
+        Ok(push)
+    }
+}
+
+/// A `MessagePush` whose packet id is the message id, so every copy of one
+/// message is byte-identical.
+fn message_push(m: &Message, targets: Vec<Target>) -> Push {
+    Push {
+        packet_id: PacketId::from(m.id.0),
+        packet: Packet::MessagePush(pb::MessagePush {
+            message: Some(m.to_pb()),
+        }),
+        targets,
+        inbox_entry: Some(InboxEntry {
+            conversation: m.conversation.clone(),
+            seq: m.seq,
+        }),
+    }
+}
