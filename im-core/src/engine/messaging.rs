@@ -202,8 +202,11 @@ impl Engine {
                 m.client_msg_id, m.conversation
             )));
         }
-        // Your own message is read and delivered on the device that sent it.
-        s.read_state
+        // Sending reads everything before it, and your own message is
+        // delivered on the device that sent it.
+        let read_before = s.read_state.read(&caller.user, &conversation).await?;
+        let read_after = s
+            .read_state
             .advance_read(&caller.user, &conversation, m.seq)
             .await?;
         s.read_state
@@ -212,7 +215,21 @@ impl Engine {
         // A duplicate is fanned out again: if the first attempt died between
         // the write and the fan-out, this is what delivers it. Receivers
         // de-duplicate by (conversation, seq).
-        let push = self.fan_out(m, &members, caller).await?;
+        let mut pushes = vec![self.fan_out(m, &members, caller).await?];
+        // The others learn that the sender read what came before this message.
+        let is_group = !conversation.as_str().starts_with("d:");
+        let read_up_to = read_after.min(m.seq.saturating_sub(1));
+        pushes.extend(
+            self.read_moved(
+                caller,
+                &conversation,
+                is_group,
+                &members,
+                read_before,
+                read_up_to,
+            )
+            .await?,
+        );
         let reply = pb::SendResponse {
             message_id: m.id.to_string(),
             conversation_id: m.conversation.to_string(),
@@ -221,7 +238,7 @@ impl Engine {
             client_msg_id: m.client_msg_id.clone(),
             duplicate: appended.duplicate,
         };
-        Ok(Outcome::new(reply, vec![push]))
+        Ok(Outcome::new(reply, pushes))
     }
 
     /// Moves a delivered or read cursor forward and tells whoever should know.
@@ -278,30 +295,10 @@ impl Engine {
             _ => {
                 let old = s.read_state.read(&caller.user, &conv).await?;
                 let read = s.read_state.advance_read(&caller.user, &conv, seq).await?;
-                if read > old {
-                    // The reader's other devices clear their badge; the
-                    // senders learn their messages were read.
-                    let notify: Vec<UserId> = if is_group {
-                        let span = usize::try_from(read - old).unwrap_or(usize::MAX).min(500);
-                        let covered = s
-                            .history
-                            .range(&conv, old, Direction::Forward, span)
-                            .await?;
-                        covered
-                            .into_iter()
-                            .map(|m| m.sender)
-                            .filter(|u| *u != caller.user)
-                            .collect::<BTreeSet<_>>()
-                            .into_iter()
-                            .collect()
-                    } else {
-                        others
-                    };
-                    let mut users = notify;
-                    users.push(caller.user.clone());
-                    let targets = self.online_targets(&users, Some(caller)).await?;
-                    pushes.push(push_of(receipt(kind, read, &DeviceId::from("")), targets));
-                }
+                pushes.extend(
+                    self.read_moved(caller, &conv, is_group, &members, old, read)
+                        .await?,
+                );
                 read
             }
         };
@@ -313,6 +310,56 @@ impl Engine {
             },
             pushes,
         ))
+    }
+
+    /// The push for a read cursor that moved from `old` to `new`: the
+    /// reader's other devices clear their badge, and the senders learn their
+    /// messages were read (in 1:1, the peer; in groups, the senders of the
+    /// messages the move covers).
+    async fn read_moved(
+        &self,
+        caller: &Caller,
+        conv: &ConversationId,
+        is_group: bool,
+        members: &[UserId],
+        old: u64,
+        new: u64,
+    ) -> Result<Option<Push>> {
+        if new <= old {
+            return Ok(None);
+        }
+        let mut users: Vec<UserId> = if is_group {
+            let span = usize::try_from(new - old).unwrap_or(usize::MAX).min(500);
+            let covered = self
+                .inner
+                .stores
+                .history
+                .range(conv, old, Direction::Forward, span)
+                .await?;
+            covered
+                .into_iter()
+                .map(|m| m.sender)
+                .filter(|u| *u != caller.user)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        } else {
+            members
+                .iter()
+                .filter(|u| **u != caller.user)
+                .cloned()
+                .collect()
+        };
+        users.push(caller.user.clone());
+        let targets = self.online_targets(&users, Some(caller)).await?;
+        let packet = Packet::ReceiptPush(pb::ReceiptPush {
+            conversation_id: conv.to_string(),
+            user_id: caller.user.to_string(),
+            device_id: String::new(),
+            kind: pb::ReceiptKind::Read as i32,
+            seq: new,
+        });
+        Ok(Some(push_of(packet, targets)))
     }
 
     /// Recalls a message: stores a recall event that refers to it and

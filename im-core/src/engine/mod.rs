@@ -397,9 +397,8 @@ impl Engine {
             }
             // Devices online but not yet registered (a race with login) still get it.
             for loc in &online {
-                if !known.contains(&loc.device)
-                    && !(user == &sender.user && loc.device == sender.device)
-                {
+                let is_sender_device = user == &sender.user && loc.device == sender.device;
+                if !known.contains(&loc.device) && !is_sender_device {
                     targets.push(Target {
                         user: user.clone(),
                         device: loc.device.clone(),
