@@ -1,1 +1,105 @@
-//! imkit client (filled by later work).
+//! imkit client SDK.
+//!
+//! [`Client::connect`] returns a cheap-to-clone [`Client`] handle and an
+//! [`Events`] stream. Log in with [`Client::login`], then send with
+//! [`Client::send_text`] (resolves when the server has stored the message)
+//! and read [`Event`]s: messages in order and without duplicates, receipts,
+//! recalls, typing, kicks and connection changes. The client sends
+//! heartbeats and delivered receipts by itself, reconnects with backoff,
+//! resends unacknowledged messages with their original ids, and syncs what
+//! it missed.
+
+mod client;
+mod error;
+mod transport;
+
+use std::time::Duration;
+
+use imkit_proto::pb;
+
+pub use client::{Client, ConnectionState, Events, Peer};
+pub use error::ClientError;
+pub use imkit_proto::pb as proto;
+pub use transport::ServerAddr;
+
+/// Client settings; every field has a default.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// How long a request waits for its answer (default 10 s). Sends do not
+    /// time out: they wait in the outbox until acknowledged.
+    pub request_timeout: Duration,
+    /// Reconnect after losing the connection (default true).
+    pub reconnect: bool,
+    /// First reconnect delay (default 200 ms); doubles per attempt, with
+    /// ±50% jitter.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay (default 10 s).
+    pub reconnect_max: Duration,
+    /// Events buffered for the application (default 4,096). When full, the
+    /// client stops reading from the server until there is room.
+    pub event_capacity: usize,
+    /// Most unacknowledged sends (default 10,000).
+    pub max_outbox: usize,
+    /// Sends in flight at once (default 256); the rest wait in the outbox.
+    pub max_in_flight_sends: usize,
+    /// Wait before resending a send the server asked to retry (default 200 ms).
+    pub retry_delay: Duration,
+    /// Delivered receipts are coalesced over this delay (default 10 ms).
+    pub ack_delay: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            request_timeout: Duration::from_secs(10),
+            reconnect: true,
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(10),
+            event_capacity: 4_096,
+            max_outbox: 10_000,
+            max_in_flight_sends: 256,
+            retry_delay: Duration::from_millis(200),
+            ack_delay: Duration::from_millis(10),
+        }
+    }
+}
+
+/// What the server tells the application.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Logged in (first time or after a reconnect).
+    Connected {
+        /// The user.
+        user: String,
+        /// The node serving the session.
+        node: String,
+    },
+    /// A message, in conversation order, never twice. Recall events and
+    /// group system events arrive this way too (see [`pb::Content`]).
+    Message(pb::Message),
+    /// A delivered or read cursor moved.
+    Receipt(pb::ReceiptPush),
+    /// Someone is typing.
+    Typing(pb::Typing),
+    /// A business notification.
+    Notification(pb::Notification),
+    /// A friend request, acceptance or removal.
+    Contact(pb::ContactEvent),
+    /// The server ended the session.
+    Kicked {
+        /// Why.
+        reason: pb::KickReason,
+        /// The server's words.
+        message: String,
+    },
+    /// The connection dropped.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// Trying to reconnect.
+    Reconnecting {
+        /// Attempt number, from 1.
+        attempt: u32,
+    },
+}

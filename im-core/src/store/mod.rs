@@ -11,6 +11,8 @@ mod inbox;
 pub mod memory;
 mod presence;
 mod read_state;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use std::sync::Arc;
 

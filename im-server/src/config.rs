@@ -1,0 +1,80 @@
+//! Server limits and settings. Every limit has a name, a default and a
+//! line in docs/protocol.md (section 7) where a client can see it.
+
+use std::time::Duration;
+
+use imkit_proto::{DEFAULT_MAX_CLIENT_FRAME, DEFAULT_MAX_SERVER_FRAME};
+
+/// The limits a server enforces per connection and overall.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest frame accepted from a client (default 256 KiB).
+    pub max_inbound_frame: usize,
+    /// Largest frame sent to a client (default 8 MiB).
+    pub max_outbound_frame: usize,
+    /// Most concurrent connections; more are refused with `Overloaded`
+    /// (default 100,000).
+    pub max_connections: usize,
+    /// Time a new connection has to log in (default 10 s).
+    pub login_deadline: Duration,
+    /// Heartbeat interval announced at login; a connection silent for two
+    /// intervals is closed (default 30 s).
+    pub heartbeat_interval: Duration,
+    /// Requests per second one connection may make (default 500).
+    pub rate_per_second: u32,
+    /// Requests one connection may make in a burst (default 1,000).
+    pub rate_burst: u32,
+    /// Frames queued for one connection's writer (default 1,024). A push
+    /// that finds the queue full closes the connection as a slow consumer;
+    /// the message stays in the device's offline inbox.
+    pub queue_len: usize,
+    /// Most bytes the writer coalesces into one write (default 64 KiB).
+    pub write_batch_bytes: usize,
+    /// How long a write to a client, or a reply waiting for queue space,
+    /// may take before the connection is closed (default 10 s).
+    pub write_timeout: Duration,
+    /// How long a graceful shutdown waits for connections to flush
+    /// (default 5 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_inbound_frame: DEFAULT_MAX_CLIENT_FRAME,
+            max_outbound_frame: DEFAULT_MAX_SERVER_FRAME,
+            max_connections: 100_000,
+            login_deadline: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(30),
+            rate_per_second: 500,
+            rate_burst: 1_000,
+            queue_len: 1_024,
+            write_batch_bytes: 64 * 1024,
+            write_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that the limits make sense together.
+    pub fn validate(&self) -> Result<(), crate::ServerError> {
+        let bad = |m: &str| Err(crate::ServerError::Config(m.to_owned()));
+        if self.max_inbound_frame < imkit_proto::MIN_FRAME_LEN {
+            return bad("max_inbound_frame is below the 28-byte minimum frame");
+        }
+        if self.max_outbound_frame < DEFAULT_MAX_CLIENT_FRAME.min(self.max_inbound_frame) {
+            return bad("max_outbound_frame is too small to answer requests");
+        }
+        if self.max_connections == 0 || self.queue_len == 0 {
+            return bad("max_connections and queue_len must be positive");
+        }
+        if self.rate_per_second == 0 || self.rate_burst == 0 {
+            return bad("rate_per_second and rate_burst must be positive");
+        }
+        if self.heartbeat_interval.is_zero() || self.login_deadline.is_zero() {
+            return bad("heartbeat_interval and login_deadline must be positive");
+        }
+        Ok(())
+    }
+}

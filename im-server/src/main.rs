@@ -1,0 +1,340 @@
+//! `imkit-server`: runs an imkit server on the embedded default store
+//! (SQLite), or mints a login token with the server's secret.
+//!
+//! ```text
+//! imkit-server                      # serve: TCP :7400, WebSocket :7401, ./imkit.db
+//! imkit-server token alice          # print a login token for "alice"
+//! imkit-server --help
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use imkit_core::EngineConfig;
+use imkit_core::auth::HmacAuthenticator;
+use imkit_core::model::{NodeId, UserId};
+use imkit_core::store::Stores;
+use imkit_server::{Limits, Server, ServerError};
+use serde::Deserialize;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "imkit-server",
+    version,
+    about = "An imkit instant-messaging server"
+)]
+struct Cli {
+    /// A TOML file with any of the options below (flags win over the file).
+    #[arg(long, global = true, env = "IMKIT_CONFIG")]
+    config: Option<PathBuf>,
+    /// The token secret. Default: read from --secret-file, created there on first use.
+    #[arg(long, global = true, env = "IMKIT_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Where the token secret is kept when --secret is not given.
+    #[arg(long, global = true)]
+    secret_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve (the default).
+    Run(RunArgs),
+    /// Print a login token for a user, signed with the server's secret.
+    Token {
+        /// The user id.
+        user: String,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: u64,
+    },
+}
+
+#[derive(clap::Args, Debug, Default, Clone)]
+struct RunArgs {
+    /// TCP listen address [default: 0.0.0.0:7400].
+    #[arg(long)]
+    tcp: Option<String>,
+    /// WebSocket listen address [default: 0.0.0.0:7401]; "off" disables it.
+    #[arg(long)]
+    ws: Option<String>,
+    /// Store backend [default: sqlite].
+    #[arg(long, value_enum)]
+    store: Option<StoreKind>,
+    /// SQLite database file [default: ./imkit.db].
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// SQLite durability [default: full].
+    #[arg(long, value_enum)]
+    durability: Option<DurabilityArg>,
+    /// This node's id [default: node-1].
+    #[arg(long)]
+    node: Option<String>,
+    /// Most concurrent connections [default: 100000].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Largest client frame in bytes [default: 262144].
+    #[arg(long)]
+    max_frame: Option<usize>,
+    /// Seconds a connection has to log in [default: 10].
+    #[arg(long)]
+    login_deadline_secs: Option<u64>,
+    /// Heartbeat interval in seconds [default: 30].
+    #[arg(long)]
+    heartbeat_secs: Option<u64>,
+    /// Requests per second per connection [default: 500].
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Request burst per connection [default: 1000].
+    #[arg(long)]
+    burst: Option<u32>,
+    /// Frames queued per connection [default: 1024].
+    #[arg(long)]
+    queue_len: Option<usize>,
+    /// Recall window in seconds [default: 120].
+    #[arg(long)]
+    recall_window_secs: Option<u64>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StoreKind {
+    /// Durable, embedded (the default).
+    Sqlite,
+    /// In memory: fast, gone on restart.
+    Memory,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum DurabilityArg {
+    /// Survives power loss (fsync per commit batch).
+    Full,
+    /// Survives a process crash; fewer fsyncs.
+    Normal,
+}
+
+/// The config file: the same names as the flags, with underscores.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    tcp: Option<String>,
+    ws: Option<String>,
+    store: Option<StoreKind>,
+    db: Option<PathBuf>,
+    durability: Option<DurabilityArg>,
+    node: Option<String>,
+    max_connections: Option<usize>,
+    max_frame: Option<usize>,
+    login_deadline_secs: Option<u64>,
+    heartbeat_secs: Option<u64>,
+    rate: Option<u32>,
+    burst: Option<u32>,
+    queue_len: Option<usize>,
+    recall_window_secs: Option<u64>,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("imkit-server: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(real_main(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("imkit-server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_file(path: Option<&Path>) -> Result<FileConfig, ServerError> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
+}
+
+/// The secret from the flag, the file's `secret`, or the secret file
+/// (created with 32 random bytes on first use).
+fn secret(cli: &Cli, file: &FileConfig) -> Result<Vec<u8>, ServerError> {
+    if let Some(s) = cli.secret.clone().or_else(|| file.secret.clone()) {
+        return Ok(s.into_bytes());
+    }
+    let path = cli
+        .secret_file
+        .clone()
+        .or_else(|| file.secret_file.clone())
+        .unwrap_or_else(|| PathBuf::from("imkit.secret"));
+    if path.exists() {
+        let s = std::fs::read_to_string(&path)
+            .map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
+        if s.trim().is_empty() {
+            return Err(ServerError::Config(format!("{} is empty", path.display())));
+        }
+        return Ok(s.trim().as_bytes().to_vec());
+    }
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, &hex)
+        .map_err(|e| ServerError::Config(format!("cannot write {}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), "created a new token secret");
+    Ok(hex.into_bytes())
+}
+
+async fn real_main(cli: Cli) -> Result<(), ServerError> {
+    let file = load_file(cli.config.as_deref())?;
+    let secret = secret(&cli, &file)?;
+    let args = match &cli.command {
+        Some(Command::Token { user, ttl }) => {
+            let user = UserId::parse(user)?;
+            println!("{}", HmacAuthenticator::new(secret).mint(&user, *ttl));
+            return Ok(());
+        }
+        Some(Command::Run(args)) => args.clone(),
+        None => cli.run.clone(),
+    };
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections),
+        max_inbound_frame: args
+            .max_frame
+            .or(file.max_frame)
+            .unwrap_or(defaults.max_inbound_frame),
+        login_deadline: args
+            .login_deadline_secs
+            .or(file.login_deadline_secs)
+            .map_or(defaults.login_deadline, Duration::from_secs),
+        heartbeat_interval: args
+            .heartbeat_secs
+            .or(file.heartbeat_secs)
+            .map_or(defaults.heartbeat_interval, Duration::from_secs),
+        rate_per_second: args.rate.or(file.rate).unwrap_or(defaults.rate_per_second),
+        rate_burst: args.burst.or(file.burst).unwrap_or(defaults.rate_burst),
+        queue_len: args
+            .queue_len
+            .or(file.queue_len)
+            .unwrap_or(defaults.queue_len),
+        ..defaults
+    };
+    let engine_defaults = EngineConfig::default();
+    let engine_config = EngineConfig {
+        node: NodeId::parse(
+            &args
+                .node
+                .clone()
+                .or(file.node.clone())
+                .unwrap_or_else(|| "node-1".into()),
+        )?,
+        recall_window_ms: args
+            .recall_window_secs
+            .or(file.recall_window_secs)
+            .map_or(engine_defaults.recall_window_ms, |s| s * 1000),
+        ..engine_defaults
+    };
+    let stores = match args.store.or(file.store).unwrap_or(StoreKind::Sqlite) {
+        StoreKind::Memory => {
+            tracing::warn!("in-memory store: messages are lost when the server stops");
+            Stores::memory()
+        }
+        StoreKind::Sqlite => open_sqlite(&args, &file)?,
+    };
+    let tcp = args
+        .tcp
+        .clone()
+        .or(file.tcp.clone())
+        .unwrap_or_else(|| "0.0.0.0:7400".into());
+    let ws = args
+        .ws
+        .clone()
+        .or(file.ws.clone())
+        .unwrap_or_else(|| "0.0.0.0:7401".into());
+    let mut builder = Server::builder()
+        .stores(stores)
+        .engine_config(engine_config)
+        .authenticator(Arc::new(HmacAuthenticator::new(secret)))
+        .limits(limits)
+        .tcp(tcp);
+    if ws != "off" {
+        builder = builder.websocket(ws);
+    }
+    let server = builder.bind().await?;
+    server.run_until(shutdown_signal()).await
+}
+
+#[cfg(feature = "sqlite")]
+fn open_sqlite(args: &RunArgs, file: &FileConfig) -> Result<Stores, ServerError> {
+    use imkit_core::store::sqlite::{Durability, SqliteOptions, open_stores};
+    let path = args
+        .db
+        .clone()
+        .or(file.db.clone())
+        .unwrap_or_else(|| PathBuf::from("imkit.db"));
+    let durability = match args
+        .durability
+        .or(file.durability)
+        .unwrap_or(DurabilityArg::Full)
+    {
+        DurabilityArg::Full => Durability::Full,
+        DurabilityArg::Normal => Durability::Normal,
+    };
+    tracing::info!(path = %path.display(), ?durability, "sqlite store");
+    let options = SqliteOptions {
+        durability,
+        ..SqliteOptions::default()
+    };
+    Ok(open_stores(&path, options)?)
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn open_sqlite(_: &RunArgs, _: &FileConfig) -> Result<Stores, ServerError> {
+    Err(ServerError::Core(imkit_core::Error::Unavailable(
+        "this build has no sqlite feature; use --store memory".into(),
+    )))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down");
+}

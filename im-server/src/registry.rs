@@ -1,0 +1,172 @@
+//! The connection registry: user → device → connection handle, sharded by
+//! user. Map guards are plain mutexes held for a lookup or an insert, never
+//! across an `.await`.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use imkit_core::model::{DeviceId, UserId};
+use imkit_proto::pb::KickReason;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const SHARDS: usize = 64;
+
+/// A way to reach one connection: its outbound queue and its kick switch.
+#[derive(Clone, Debug)]
+pub struct ConnHandle {
+    /// Unique per server process.
+    pub id: u64,
+    /// The writer's queue of encoded frames.
+    pub tx: mpsc::Sender<Bytes>,
+    kick: Arc<Kick>,
+}
+
+#[derive(Debug, Default)]
+struct Kick {
+    token: CancellationToken,
+    reason: Mutex<Option<(KickReason, String)>>,
+}
+
+impl ConnHandle {
+    /// A handle for a new connection.
+    pub fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        ConnHandle {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            tx,
+            kick: Arc::default(),
+        }
+    }
+
+    /// Asks the connection to close with a reason. The first reason wins.
+    pub fn kick(&self, reason: KickReason, message: impl Into<String>) {
+        let mut r = self.kick.reason.lock();
+        if r.is_none() {
+            *r = Some((reason, message.into()));
+        }
+        drop(r);
+        self.kick.token.cancel();
+    }
+
+    /// Resolves when the connection has been kicked.
+    pub async fn kicked(&self) {
+        self.kick.token.cancelled().await;
+    }
+
+    /// Why the connection was kicked, if it was.
+    pub fn kick_reason(&self) -> Option<(KickReason, String)> {
+        self.kick.reason.lock().clone()
+    }
+}
+
+type Devices = Vec<(DeviceId, ConnHandle)>;
+
+/// Every logged-in connection on this node.
+pub struct Registry {
+    shards: Box<[Mutex<HashMap<UserId, Devices>>]>,
+    count: AtomicU64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Registry({} connections)", self.len())
+    }
+}
+
+impl Registry {
+    fn shard(&self, user: &UserId) -> &Mutex<HashMap<UserId, Devices>> {
+        let mut h = DefaultHasher::new();
+        user.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    /// Registers a connection; returns the handle it replaced, if the same
+    /// device was already connected here.
+    pub fn insert(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        handle: ConnHandle,
+    ) -> Option<ConnHandle> {
+        let mut shard = self.shard(user).lock();
+        let devices = shard.entry(user.clone()).or_default();
+        if let Some(slot) = devices.iter_mut().find(|(d, _)| d == device) {
+            return Some(std::mem::replace(&mut slot.1, handle));
+        }
+        devices.push((device.clone(), handle));
+        self.count.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Removes the entry if it is still connection `conn_id` (a newer login
+    /// of the same device must stay). Returns whether it removed it.
+    pub fn remove(&self, user: &UserId, device: &DeviceId, conn_id: u64) -> bool {
+        let mut shard = self.shard(user).lock();
+        let Some(devices) = shard.get_mut(user) else {
+            return false;
+        };
+        let before = devices.len();
+        devices.retain(|(d, h)| !(d == device && h.id == conn_id));
+        let removed = devices.len() < before;
+        if devices.is_empty() {
+            shard.remove(user);
+        }
+        if removed {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        removed
+    }
+
+    /// The connection of one device.
+    pub fn get(&self, user: &UserId, device: &DeviceId) -> Option<ConnHandle> {
+        let shard = self.shard(user).lock();
+        shard
+            .get(user)?
+            .iter()
+            .find(|(d, _)| d == device)
+            .map(|(_, h)| h.clone())
+    }
+
+    /// The connections of a user.
+    pub fn user(&self, user: &UserId) -> Vec<(DeviceId, ConnHandle)> {
+        self.shard(user)
+            .lock()
+            .get(user)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every connection (for shutdown).
+    pub fn all(&self) -> Vec<ConnHandle> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            out.extend(shard.lock().values().flatten().map(|(_, h)| h.clone()));
+        }
+        out
+    }
+
+    /// How many connections are registered.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed) as usize
+    }
+
+    /// Whether no connection is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

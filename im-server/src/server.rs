@@ -1,0 +1,400 @@
+//! The server: a builder to choose stores, hooks, limits and listeners; the
+//! accept loops; graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use imkit_core::auth::{Authenticator, HmacAuthenticator};
+use imkit_core::push::{LogPushNotifier, PushNotifier};
+use imkit_core::store::Stores;
+use imkit_core::{Engine, EngineConfig};
+use imkit_proto::{ErrorCode, Packet, PacketId};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Limits;
+use crate::registry::Registry;
+use crate::router::{ClusterBus, Router};
+use crate::session::{self, Shared};
+use crate::{ServerError, transport};
+
+/// Chooses everything a server runs with. Start with [`Server::builder`].
+pub struct ServerBuilder {
+    stores: Option<Stores>,
+    engine_config: EngineConfig,
+    auth: Option<Arc<dyn Authenticator>>,
+    notifier: Arc<dyn PushNotifier>,
+    bus: Option<Arc<dyn ClusterBus>>,
+    limits: Limits,
+    tcp: Vec<String>,
+    ws: Vec<String>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("limits", &self.limits)
+            .field("tcp", &self.tcp)
+            .field("ws", &self.ws)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// The stores (default: in memory).
+    pub fn stores(mut self, stores: Stores) -> Self {
+        self.stores = Some(stores);
+        self
+    }
+
+    /// Engine settings: node id, recall window, content limits.
+    pub fn engine_config(mut self, config: EngineConfig) -> Self {
+        self.engine_config = config;
+        self
+    }
+
+    /// How login tokens are checked (required, or use [`ServerBuilder::token_secret`]).
+    pub fn authenticator(mut self, auth: Arc<dyn Authenticator>) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Checks login tokens with the built-in HMAC scheme and this secret.
+    pub fn token_secret(self, secret: impl Into<Vec<u8>>) -> Self {
+        let clock = self.engine_config.clock.clone();
+        self.authenticator(Arc::new(HmacAuthenticator::with_clock(secret, clock)))
+    }
+
+    /// Who is told about messages for users with no device online
+    /// (default: a log line).
+    pub fn push_notifier(mut self, notifier: Arc<dyn PushNotifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// How this node reaches other nodes (default: none, a single node).
+    pub fn cluster_bus(mut self, bus: Arc<dyn ClusterBus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Connection limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Adds a TCP listener, e.g. `"0.0.0.0:7400"` (`:0` picks a free port).
+    pub fn tcp(mut self, addr: impl Into<String>) -> Self {
+        self.tcp.push(addr.into());
+        self
+    }
+
+    /// Adds a WebSocket listener.
+    pub fn websocket(mut self, addr: impl Into<String>) -> Self {
+        self.ws.push(addr.into());
+        self
+    }
+
+    /// Binds the listeners. Nothing is accepted until [`Server::run`].
+    pub async fn bind(self) -> Result<Server, ServerError> {
+        self.limits.validate()?;
+        let auth = self.auth.ok_or_else(|| {
+            ServerError::Config("an authenticator (or token secret) is required".into())
+        })?;
+        if self.tcp.is_empty() && self.ws.is_empty() {
+            return Err(ServerError::Config("no listener configured".into()));
+        }
+        let mut listeners = Vec::new();
+        for (addrs, kind) in [(&self.tcp, Kind::Tcp), (&self.ws, Kind::Ws)] {
+            for addr in addrs {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        what: kind.name(),
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                listeners.push((kind, l));
+            }
+        }
+        let stores = self.stores.unwrap_or_else(Stores::memory);
+        let engine = Engine::with_notifier(stores, self.engine_config, self.notifier);
+        // A node that restarts may have left presence entries behind.
+        let node = engine.config().node.clone();
+        let stale = engine.stores().presence.clear_node(&node).await?;
+        if stale > 0 {
+            tracing::info!(%node, stale, "cleared presence left by a previous run");
+        }
+        let registry = Arc::new(Registry::default());
+        let router = Router::new(
+            engine.clone(),
+            registry.clone(),
+            self.bus.clone(),
+            self.limits.max_outbound_frame,
+        );
+        let shared = Arc::new(Shared {
+            engine,
+            router,
+            registry,
+            auth,
+            bus: self.bus,
+            limits: self.limits.clone(),
+            shutdown: CancellationToken::new(),
+        });
+        Ok(Server {
+            listeners,
+            permits: Arc::new(Semaphore::new(self.limits.max_connections)),
+            shared,
+            tracker: TaskTracker::new(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tcp,
+    Ws,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "tcp",
+            Kind::Ws => "websocket",
+        }
+    }
+}
+
+/// A bound server. [`Server::run`] serves until shutdown.
+pub struct Server {
+    listeners: Vec<(Kind, TcpListener)>,
+    permits: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("tcp", &self.tcp_addr())
+            .field("ws", &self.ws_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Controls a running server from elsewhere. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("connections", &self.connections())
+            .finish()
+    }
+}
+
+impl ServerHandle {
+    /// Starts a graceful shutdown.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// Logged-in connections on this node.
+    pub fn connections(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// The engine, for server-side sends and notifications.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// The router, to deliver pushes the engine returns.
+    pub fn router(&self) -> &Router {
+        &self.shared.router
+    }
+
+    /// Kicks a user's device off this node; returns whether it was here.
+    pub fn kick(
+        &self,
+        user: &imkit_core::model::UserId,
+        device: &imkit_core::model::DeviceId,
+        reason: imkit_proto::pb::KickReason,
+    ) -> bool {
+        session::kick_local(&self.shared.registry, user, device, reason)
+    }
+}
+
+impl Server {
+    /// A builder with default limits and in-memory stores.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            stores: None,
+            engine_config: EngineConfig::default(),
+            auth: None,
+            notifier: Arc::new(LogPushNotifier),
+            bus: None,
+            limits: Limits::default(),
+            tcp: Vec::new(),
+            ws: Vec::new(),
+        }
+    }
+
+    fn addr(&self, kind: Kind) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, l)| l.local_addr().ok())
+    }
+
+    /// The first TCP listener's address.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.addr(Kind::Tcp)
+    }
+
+    /// The first WebSocket listener's address.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.addr(Kind::Ws)
+    }
+
+    /// A handle to shut the server down or reach its engine.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until `signal` resolves, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let token = self.shared.shutdown.clone();
+        tokio::select! {
+            r = self.run() => r,
+            _ = async { signal.await; token.cancel(); std::future::pending::<()>().await } => Ok(()),
+        }
+    }
+
+    /// Serves until [`ServerHandle::shutdown`]; then stops accepting, tells
+    /// every connection the server is going away, flushes their queues,
+    /// waits up to the grace period, and clears this node's presence.
+    pub async fn run(self) -> Result<(), ServerError> {
+        let Server {
+            listeners,
+            permits,
+            shared,
+            tracker,
+        } = self;
+        for (kind, listener) in listeners {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(kind = kind.name(), %addr, node = %shared.engine.config().node, "listening");
+            }
+            tracker.spawn(accept_loop(
+                kind,
+                listener,
+                permits.clone(),
+                shared.clone(),
+                tracker.clone(),
+            ));
+        }
+        shared.shutdown.cancelled().await;
+        tracker.close();
+        if tokio::time::timeout(shared.limits.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish within the shutdown grace period");
+        }
+        let node = &shared.engine.config().node;
+        shared.engine.stores().presence.clear_node(node).await?;
+        tracing::info!(%node, "server stopped");
+        Ok(())
+    }
+}
+
+async fn accept_loop(
+    kind: Kind,
+    listener: TcpListener,
+    permits: Arc<Semaphore>,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracker.spawn(refuse(stream));
+            continue;
+        };
+        tracker.spawn(connection(kind, stream, peer, permit, shared.clone()));
+    }
+}
+
+/// Over the connection limit: say so and close.
+async fn refuse(mut stream: TcpStream) {
+    let packet = Packet::error(ErrorCode::Overloaded, "connection limit reached");
+    if let Ok(bytes) = packet.to_frame(PacketId::NIL).to_bytes(usize::MAX) {
+        let _ = stream.write_all(&bytes).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// WebSocket buffers sized for chat frames, not tungstenite's 128 KiB default.
+pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(limits.max_outbound_frame * 2)
+        .max_message_size(Some(limits.max_inbound_frame))
+        .max_frame_size(Some(limits.max_inbound_frame))
+}
+
+async fn connection(
+    kind: Kind,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+    shared: Arc<Shared>,
+) {
+    let max = shared.limits.max_inbound_frame;
+    let (reader, writer) = match kind {
+        Kind::Tcp => transport::tcp(stream, max),
+        Kind::Ws => {
+            let _ = stream.set_nodelay(true);
+            let handshake = tokio_tungstenite::accept_async_with_config(
+                stream,
+                Some(ws_config(&shared.limits)),
+            );
+            match tokio::time::timeout(shared.limits.login_deadline, handshake).await {
+                Ok(Ok(ws)) => transport::websocket(ws, max),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "websocket handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "websocket handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    session::run(shared, reader, writer, peer.to_string()).await;
+}

@@ -1,0 +1,388 @@
+//! One task per connection: login within the deadline, heartbeats, rate
+//! limits, request dispatch to the engine, kicks. A second task per
+//! connection (the writer) drains the bounded outbound queue in batches.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use imkit_core::auth::Authenticator;
+use imkit_core::model::{DeviceId, UserId};
+use imkit_core::{Caller, Engine, Target};
+use imkit_proto::pb::KickReason;
+use imkit_proto::{ErrorCode, Frame, Packet, PacketId, Sender, pb};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Limits;
+use crate::registry::{ConnHandle, Registry};
+use crate::router::{ClusterBus, Router};
+use crate::transport::{FrameReader, FrameWriter, ReadError};
+
+/// What every session shares.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) router: Router,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) auth: Arc<dyn Authenticator>,
+    pub(crate) bus: Option<Arc<dyn ClusterBus>>,
+    pub(crate) limits: Limits,
+    pub(crate) shutdown: CancellationToken,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    handle: ConnHandle,
+    caller: Option<Caller>,
+    limiter: DefaultDirectRateLimiter,
+    peer: String,
+}
+
+/// Runs a connection to its end.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut reader: FrameReader,
+    writer: FrameWriter,
+    peer: String,
+) {
+    let limits = shared.limits.clone();
+    let (tx, rx) = mpsc::channel::<Bytes>(limits.queue_len);
+    let writer = tokio::spawn(write_loop(
+        writer,
+        rx,
+        limits.write_batch_bytes,
+        limits.write_timeout,
+    ));
+    let quota =
+        Quota::per_second(NonZeroU32::new(limits.rate_per_second).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(limits.rate_burst).unwrap_or(NonZeroU32::MIN));
+    let mut session = Session {
+        shared,
+        handle: ConnHandle::new(tx),
+        caller: None,
+        limiter: RateLimiter::direct(quota),
+        peer,
+    };
+    session.read_loop(&mut reader).await;
+    session.finish().await;
+    drop(session);
+    // The writer ends once every sender is gone, after flushing its queue.
+    let _ = writer.await;
+}
+
+async fn write_loop(
+    mut w: FrameWriter,
+    mut rx: mpsc::Receiver<Bytes>,
+    max_batch: usize,
+    write_timeout: Duration,
+) {
+    let mut batch: Vec<Bytes> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut size = first.len();
+        batch.push(first);
+        while size < max_batch {
+            match rx.try_recv() {
+                Ok(b) => {
+                    size += b.len();
+                    batch.push(b);
+                }
+                Err(_) => break,
+            }
+        }
+        match tokio::time::timeout(write_timeout, w.write_batch(&batch)).await {
+            Ok(Ok(())) => batch.clear(),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "write failed");
+                break;
+            }
+            Err(_) => {
+                tracing::debug!("write timed out");
+                break;
+            }
+        }
+    }
+    // Dropping the receiver makes later pushes fall back to the offline inbox.
+    drop(rx);
+    w.close().await;
+}
+
+impl Session {
+    async fn read_loop(&mut self, reader: &mut FrameReader) {
+        let limits = self.shared.limits.clone();
+        let login_by = Instant::now() + limits.login_deadline;
+        let idle = limits.heartbeat_interval * 2;
+        loop {
+            let deadline = if self.caller.is_some() {
+                Instant::now() + idle
+            } else {
+                login_by
+            };
+            let read = tokio::select! {
+                biased;
+                _ = self.handle.kicked() => {
+                    self.send_kicked();
+                    return;
+                }
+                _ = self.shared.shutdown.cancelled() => {
+                    self.handle.kick(KickReason::ServerShutdown, "server shutting down");
+                    self.send_kicked();
+                    return;
+                }
+                r = tokio::time::timeout_at(deadline, reader.next()) => r,
+            };
+            let frame = match read {
+                Err(_) if self.caller.is_none() => {
+                    self.error(
+                        PacketId::NIL,
+                        ErrorCode::LoginTimeout,
+                        "no login within the login deadline",
+                    )
+                    .await;
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %self.peer, "heartbeat timeout");
+                    return;
+                }
+                Ok(Ok(Some(frame))) => frame,
+                Ok(Ok(None)) => return,
+                Ok(Err(ReadError::Proto(e))) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "framing error");
+                    self.error(PacketId::NIL, e.code(), e.to_string()).await;
+                    return;
+                }
+                Ok(Err(ReadError::BadMessage(why))) => {
+                    self.error(PacketId::NIL, ErrorCode::MalformedFrame, why)
+                        .await;
+                    return;
+                }
+                Ok(Err(ReadError::Io(e))) => {
+                    tracing::debug!(peer = %self.peer, error = %e, "read failed");
+                    return;
+                }
+            };
+            if let Flow::Close = self.on_frame(frame).await {
+                return;
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, frame: Frame) -> Flow {
+        let id = frame.header.packet_id;
+        let packet = match Packet::from_frame(&frame) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(id, e.code(), e.to_string()).await;
+                return Flow::Continue;
+            }
+        };
+        if packet.kind().sender() == Sender::Server {
+            self.error(
+                id,
+                ErrorCode::UnexpectedPacket,
+                format!("{:?} is sent by servers only", packet.kind()),
+            )
+            .await;
+            return Flow::Continue;
+        }
+        if self.limiter.check().is_err() {
+            self.error(
+                id,
+                ErrorCode::RateLimited,
+                "request rate exceeded; retry later",
+            )
+            .await;
+            return Flow::Continue;
+        }
+        let Some(caller) = self.caller.clone() else {
+            return match packet {
+                Packet::Login(req) => self.login(id, req).await,
+                _ => {
+                    self.error(id, ErrorCode::NotLoggedIn, "log in first").await;
+                    Flow::Continue
+                }
+            };
+        };
+        match packet {
+            Packet::Login(_) => {
+                self.error(id, ErrorCode::AlreadyLoggedIn, "already logged in")
+                    .await;
+            }
+            Packet::Ping(p) => {
+                let pong = pb::Pong {
+                    client_time_ms: p.client_time_ms,
+                    server_time_ms: self.shared.engine.config().clock.now_ms(),
+                };
+                self.send(Packet::Pong(pong), id).await;
+            }
+            Packet::Logout(_) => {
+                self.send(Packet::LogoutResponse(pb::LogoutResponse {}), id)
+                    .await;
+                return Flow::Close;
+            }
+            packet => {
+                let is_typing = matches!(packet, Packet::Typing(_));
+                match self.shared.engine.handle(&caller, packet).await {
+                    Ok(outcome) => {
+                        if !is_typing {
+                            self.send(outcome.reply, id).await;
+                        }
+                        self.shared.router.deliver_all(outcome.pushes).await;
+                    }
+                    Err(e) => {
+                        if matches!(e, imkit_core::Error::Store { .. }) {
+                            tracing::error!(error = %e, user = %caller.user, "store failure");
+                        }
+                        self.error(id, e.code(), e.to_string()).await;
+                    }
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn login(&mut self, id: PacketId, req: pb::LoginRequest) -> Flow {
+        let user = match self.shared.auth.authenticate(&req.token).await {
+            Ok(u) => u,
+            Err(e) => {
+                self.error(id, e.code(), e.to_string()).await;
+                return Flow::Close;
+            }
+        };
+        let device = match DeviceId::parse(&req.device_id) {
+            Ok(d) => d,
+            Err(e) => {
+                self.error(id, e.code(), e.to_string()).await;
+                return Flow::Continue;
+            }
+        };
+        // Register first, so pushes routed while the engine logs us in reach us.
+        if let Some(old) = self
+            .shared
+            .registry
+            .insert(&user, &device, self.handle.clone())
+        {
+            old.kick(
+                KickReason::DuplicateLogin,
+                "logged in again on another connection",
+            );
+        }
+        let outcome = match self.shared.engine.login(&user, &device).await {
+            Ok(o) => o,
+            Err(e) => {
+                self.shared.registry.remove(&user, &device, self.handle.id);
+                self.error(id, e.code(), e.to_string()).await;
+                return Flow::Close;
+            }
+        };
+        let node = self.shared.engine.config().node.clone();
+        if let (Some(prev), Some(bus)) = (&outcome.replaced, &self.shared.bus) {
+            if *prev != node {
+                let target = Target {
+                    user: user.clone(),
+                    device: device.clone(),
+                    node: prev.clone(),
+                };
+                bus.kick(prev, target, KickReason::DuplicateLogin).await;
+            }
+        }
+        tracing::debug!(%user, %device, peer = %self.peer, platform = req.platform, "login");
+        let limits = &self.shared.limits;
+        let resp = pb::LoginResponse {
+            user_id: user.to_string(),
+            heartbeat_interval_ms: u32::try_from(limits.heartbeat_interval.as_millis())
+                .unwrap_or(u32::MAX),
+            server_time_ms: self.shared.engine.config().clock.now_ms(),
+            node_id: node.to_string(),
+            max_frame_len: u32::try_from(limits.max_inbound_frame).unwrap_or(u32::MAX),
+        };
+        self.caller = Some(Caller { user, device });
+        self.send(Packet::LoginResponse(resp), id).await;
+        self.shared.router.deliver_all(outcome.pushes).await;
+        Flow::Continue
+    }
+
+    /// Queues a reply. If the queue stays full past the write timeout the
+    /// client is not reading; the session ends as a slow consumer.
+    async fn send(&self, packet: Packet, id: PacketId) {
+        let bytes = match packet
+            .to_frame(id)
+            .to_bytes(self.shared.limits.max_outbound_frame)
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "reply too large");
+                let err =
+                    Packet::error(ErrorCode::Internal, "reply exceeds the maximum frame size");
+                match err.to_frame(id).to_bytes(usize::MAX) {
+                    Ok(b) => b,
+                    Err(_) => return,
+                }
+            }
+        };
+        let timeout = self.shared.limits.write_timeout;
+        if tokio::time::timeout(timeout, self.handle.tx.send(bytes))
+            .await
+            .is_err()
+        {
+            self.handle
+                .kick(KickReason::SlowConsumer, "outbound queue full");
+        }
+    }
+
+    async fn error(&self, id: PacketId, code: ErrorCode, message: impl Into<String>) {
+        self.send(Packet::error(code, message), id).await;
+    }
+
+    fn send_kicked(&self) {
+        let Some((reason, message)) = self.handle.kick_reason() else {
+            return;
+        };
+        let packet = Packet::Kicked(pb::Kicked {
+            reason: reason as i32,
+            message,
+        });
+        if let Ok(bytes) = packet.to_frame(PacketId::new()).to_bytes(usize::MAX) {
+            let _ = self.handle.tx.try_send(bytes);
+        }
+    }
+
+    /// Unregisters the connection and, if it was still the device's current
+    /// one, marks the device offline.
+    async fn finish(&mut self) {
+        let Some(Caller { user, device }) = self.caller.take() else {
+            return;
+        };
+        if self.shared.registry.remove(&user, &device, self.handle.id) {
+            if let Err(e) = self.shared.engine.logout(&user, &device).await {
+                tracing::warn!(error = %e, %user, "presence removal failed");
+            }
+        }
+        tracing::debug!(%user, %device, "session ended");
+    }
+}
+
+/// Kicks a local device's connection, for a cluster peer that saw a newer
+/// login elsewhere.
+pub(crate) fn kick_local(
+    registry: &Registry,
+    user: &UserId,
+    device: &DeviceId,
+    reason: KickReason,
+) -> bool {
+    match registry.get(user, device) {
+        Some(h) => {
+            h.kick(reason, "logged in again on another node");
+            true
+        }
+        None => false,
+    }
+}

@@ -1,0 +1,175 @@
+//! Helpers for the end-to-end tests: a server on 127.0.0.1 with free
+//! ports, tokens, clients, event waiting, and a TCP proxy that can cut
+//! connections.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imkit::client::{Client, ClientOptions, Event, Events};
+use imkit::core::auth::HmacAuthenticator;
+use imkit::core::model::UserId;
+use imkit::server::{Limits, Server, ServerHandle};
+use parking_lot::Mutex;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+pub const SECRET: &str = "e2e-secret";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub handle: ServerHandle,
+    pub tcp: SocketAddr,
+    pub ws: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::with_limits(Limits::default()).await
+    }
+
+    pub async fn with_limits(limits: Limits) -> TestServer {
+        let server = Server::builder()
+            .token_secret(SECRET)
+            .limits(limits)
+            .tcp("127.0.0.1:0")
+            .websocket("127.0.0.1:0")
+            .bind()
+            .await
+            .expect("bind");
+        let handle = server.handle();
+        let tcp = server.tcp_addr().expect("tcp addr");
+        let ws = server.ws_addr().expect("ws addr");
+        let task = tokio::spawn(async move {
+            server.run().await.expect("server run");
+        });
+        TestServer {
+            handle,
+            tcp,
+            ws,
+            task,
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/", self.ws)
+    }
+
+    pub async fn stop(self) {
+        self.handle.shutdown();
+        let _ = tokio::time::timeout(WAIT, self.task).await;
+    }
+}
+
+pub fn token(user: &str) -> String {
+    HmacAuthenticator::new(SECRET).mint(&UserId::from(user), 3600)
+}
+
+pub async fn login(addr: &str, user: &str, device: &str) -> (Client, Events) {
+    login_with(addr, user, device, ClientOptions::default()).await
+}
+
+pub async fn login_with(
+    addr: &str,
+    user: &str,
+    device: &str,
+    options: ClientOptions,
+) -> (Client, Events) {
+    let (client, events) = Client::connect(addr, options).await.expect("connect");
+    client.login(&token(user), device).await.expect("login");
+    (client, events)
+}
+
+/// Waits for the first event that `pick` accepts, skipping others.
+pub async fn wait_for<T>(events: &mut Events, mut pick: impl FnMut(Event) -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("timed out waiting for an event")
+            .expect("event stream ended");
+        if let Some(t) = pick(ev) {
+            return t;
+        }
+    }
+}
+
+/// Collects messages until `n` have arrived.
+pub async fn messages(events: &mut Events, n: usize) -> Vec<imkit::proto::pb::Message> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        out.push(
+            wait_for(events, |e| match e {
+                Event::Message(m) => Some(m),
+                _ => None,
+            })
+            .await,
+        );
+    }
+    out
+}
+
+/// Messages that arrive within `quiet`, to check that nothing more comes.
+pub async fn drain_messages(
+    events: &mut Events,
+    quiet: Duration,
+) -> Vec<imkit::proto::pb::Message> {
+    let mut out = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(quiet, events.recv()).await {
+        if let Event::Message(m) = ev {
+            out.push(m);
+        }
+    }
+    out
+}
+
+pub fn text_of(m: &imkit::proto::pb::Message) -> &str {
+    match m.content.as_ref().and_then(|c| c.body.as_ref()) {
+        Some(imkit::proto::pb::content::Body::Text(t)) => &t.text,
+        _ => "",
+    }
+}
+
+/// A TCP proxy whose live connections can be cut, to simulate a network drop.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr");
+        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let c = conns.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let h = tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                c.lock().push(h);
+            }
+        });
+        Proxy { addr, conns, task }
+    }
+
+    /// Drops every connection through the proxy; new ones are accepted.
+    pub fn cut(&self) {
+        for h in self.conns.lock().drain(..) {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
+}
