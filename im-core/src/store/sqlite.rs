@@ -327,17 +327,17 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) 
             continue;
         }
         for job in batch.drain(..) {
-            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            if let Err(e) = run_cached(&conn, "SAVEPOINT job") {
                 tracing::error!(error = %e, "sqlite savepoint failed");
                 continue;
             }
             let (ok, complete) = job(&conn);
-            let end = if ok {
-                "RELEASE job"
+            let ended = if ok {
+                run_cached(&conn, "RELEASE job").is_ok()
             } else {
-                "ROLLBACK TO job; RELEASE job"
+                run_cached(&conn, "ROLLBACK TO job").is_ok()
+                    && run_cached(&conn, "RELEASE job").is_ok()
             };
-            let ended = conn.execute_batch(end).is_ok();
             done.push((complete, ended));
         }
         let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
@@ -353,6 +353,11 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) 
             complete(r);
         }
     }
+}
+
+/// Runs a parameterless statement through the prepared-statement cache.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 // ───────────────────────────── History ─────────────────────────────
@@ -644,59 +649,126 @@ impl InboxStore for SqliteInbox {
 // ───────────────────────────── Read state ─────────────────────────────
 
 /// SQLite [`ReadStateStore`].
+///
+/// Devices and conversation memberships only ever grow, and every write to
+/// them goes through this store (one process owns the database), so they
+/// are cached: a repeated `add_conversation` or `register_device` costs no
+/// write, and `devices` no read.
 #[derive(Debug, Clone)]
-pub struct SqliteReadState(Arc<Db>);
+pub struct SqliteReadState {
+    db: Arc<Db>,
+    known: Arc<Mutex<KnownFacts>>,
+}
+
+/// Most cached (user, conversation) and user → devices facts before the
+/// cache starts over.
+const KNOWN_FACTS_CAP: usize = 200_000;
+
+#[derive(Debug, Default)]
+struct KnownFacts {
+    conversations: std::collections::HashSet<(UserId, ConversationId)>,
+    devices: std::collections::HashMap<UserId, Vec<DeviceId>>,
+}
+
+impl KnownFacts {
+    fn trim(&mut self) {
+        if self.conversations.len() > KNOWN_FACTS_CAP {
+            self.conversations.clear();
+        }
+        if self.devices.len() > KNOWN_FACTS_CAP {
+            self.devices.clear();
+        }
+    }
+}
+
+impl SqliteReadState {
+    /// The read-state store of a database.
+    pub fn new(db: Arc<Db>) -> Self {
+        SqliteReadState {
+            db,
+            known: Arc::default(),
+        }
+    }
+}
 
 #[async_trait]
 impl ReadStateStore for SqliteReadState {
     async fn register_device(&self, user: &UserId, device: &DeviceId) -> Result<()> {
-        let (user, device) = (user.clone(), device.clone());
-        self.0
+        if self
+            .known
+            .lock()
+            .devices
+            .get(user)
+            .is_some_and(|d| d.contains(device))
+        {
+            return Ok(());
+        }
+        let (u, d) = (user.clone(), device.clone());
+        self.db
             .write(move |c| {
                 c.execute(
                     "INSERT OR IGNORE INTO devices (user, device) VALUES (?1, ?2)",
-                    params![user.as_str(), device.as_str()],
+                    params![u.as_str(), d.as_str()],
                 )
                 .map(drop)
                 .map_err(db_err)
             })
-            .await
+            .await?;
+        // Reload from the table so the cache holds every device.
+        self.known.lock().devices.remove(user);
+        self.devices(user).await.map(drop)
     }
 
     async fn devices(&self, user: &UserId) -> Result<Vec<DeviceId>> {
-        let user = user.clone();
-        self.0
+        if let Some(d) = self.known.lock().devices.get(user) {
+            return Ok(d.clone());
+        }
+        let u = user.clone();
+        let devices = self
+            .db
             .read(move |c| {
                 let mut stmt = c
                     .prepare_cached("SELECT device FROM devices WHERE user = ?1")
                     .map_err(db_err)?;
                 let rows = stmt
-                    .query_map(params![user.as_str()], |r| {
+                    .query_map(params![u.as_str()], |r| {
                         Ok(DeviceId::new(r.get::<_, String>(0)?))
                     })
                     .map_err(db_err)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
             })
-            .await
+            .await?;
+        let mut known = self.known.lock();
+        known.trim();
+        known.devices.insert(user.clone(), devices.clone());
+        Ok(devices)
     }
 
     async fn add_conversation(&self, user: &UserId, conversation: &ConversationId) -> Result<()> {
-        let (user, conv) = (user.clone(), conversation.clone());
-        self.0
+        let key = (user.clone(), conversation.clone());
+        if self.known.lock().conversations.contains(&key) {
+            return Ok(());
+        }
+        let (u, conv) = key.clone();
+        self.db
             .write(move |c| {
                 c.execute(
                     "INSERT OR IGNORE INTO user_conversations (user, conversation) VALUES (?1, ?2)",
-                    params![user.as_str(), conv.as_str()],
+                    params![u.as_str(), conv.as_str()],
                 )
                 .map(drop)
                 .map_err(db_err)
             })
-            .await
+            .await?;
+        let mut known = self.known.lock();
+        known.trim();
+        known.conversations.insert(key);
+        Ok(())
     }
 
     async fn conversations(&self, user: &UserId) -> Result<Vec<ConversationId>> {
         let user = user.clone();
-        self.0
+        self.db
             .read(move |c| {
                 let mut stmt = c
                     .prepare_cached("SELECT conversation FROM user_conversations WHERE user = ?1")
@@ -719,7 +791,7 @@ impl ReadStateStore for SqliteReadState {
         seq: u64,
     ) -> Result<u64> {
         let (user, device, conv) = (user.clone(), device.clone(), conversation.clone());
-        self.0
+        self.db
             .write(move |c| {
                 c.query_row(
                     "INSERT INTO delivered (user, device, conversation, seq) VALUES (?1, ?2, ?3, ?4)
@@ -741,7 +813,7 @@ impl ReadStateStore for SqliteReadState {
         conversation: &ConversationId,
     ) -> Result<u64> {
         let (user, device, conv) = (user.clone(), device.clone(), conversation.clone());
-        self.0
+        self.db
             .read(move |c| {
                 c.query_row(
                     "SELECT seq FROM delivered WHERE user = ?1 AND device = ?2 AND conversation = ?3",
@@ -762,7 +834,7 @@ impl ReadStateStore for SqliteReadState {
         seq: u64,
     ) -> Result<u64> {
         let (user, conv) = (user.clone(), conversation.clone());
-        self.0
+        self.db
             .write(move |c| {
                 c.query_row(
                     "INSERT INTO read_cursors (user, conversation, seq) VALUES (?1, ?2, ?3)
@@ -779,7 +851,7 @@ impl ReadStateStore for SqliteReadState {
 
     async fn read(&self, user: &UserId, conversation: &ConversationId) -> Result<u64> {
         let (user, conv) = (user.clone(), conversation.clone());
-        self.0
+        self.db
             .read(move |c| {
                 c.query_row(
                     "SELECT seq FROM read_cursors WHERE user = ?1 AND conversation = ?2",
@@ -795,7 +867,7 @@ impl ReadStateStore for SqliteReadState {
 
     async fn read_many(&self, conversation: &ConversationId, users: &[UserId]) -> Result<Vec<u64>> {
         let (conv, users) = (conversation.clone(), users.to_vec());
-        self.0
+        self.db
             .read(move |c| {
                 let mut stmt = c
                     .prepare_cached(
@@ -1216,7 +1288,7 @@ pub fn stores_on(db: Arc<Db>) -> Stores {
         presence: Arc::new(MemoryPresence::default()),
         history: Arc::new(SqliteHistory(db.clone())),
         inbox: Arc::new(SqliteInbox(db.clone())),
-        read_state: Arc::new(SqliteReadState(db.clone())),
+        read_state: Arc::new(SqliteReadState::new(db.clone())),
         groups: Arc::new(SqliteGroups(db.clone())),
         contacts: Arc::new(SqliteContacts(db)),
     }
