@@ -11,6 +11,8 @@ mod inbox;
 pub mod memory;
 mod presence;
 mod read_state;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

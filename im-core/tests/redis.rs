@@ -1,0 +1,110 @@
+//! The Redis backend against a real Redis: the conformance suite, node
+//! liveness, and the engine on top of it.
+
+use std::time::Duration;
+
+use imkit_core::model::*;
+use imkit_core::store::PresenceStore;
+use imkit_core::store::redis::{RedisDb, RedisPresence, open_stores, stores_on};
+use imkit_core::testing::redis_server::TestRedis;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_stores_conform() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let stores = open_stores(&redis.url, &redis.namespace())
+        .await
+        .expect("connect");
+    imkit_core::testing::run_all(stores).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_of_dead_nodes_are_ignored_and_removed() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let db = RedisDb::connect(&redis.url, &redis.namespace())
+        .await
+        .expect("connect");
+    let presence = RedisPresence::with_liveness(db.clone());
+    let (alice, bob) = (UserId::from("alice"), UserId::from("bob"));
+    let (a, b) = (NodeId::from("a"), NodeId::from("b"));
+    let phone = DeviceId::from("phone");
+    presence
+        .heartbeat(&a, Duration::from_millis(300))
+        .await
+        .expect("hb");
+    presence
+        .heartbeat(&b, Duration::from_secs(30))
+        .await
+        .expect("hb");
+    presence.online(&alice, &phone, &a).await.expect("online");
+    presence.online(&bob, &phone, &b).await.expect("online");
+    assert_eq!(presence.locate(&alice).await.expect("locate").len(), 1);
+    // Node a stops refreshing its liveness key (it died).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!presence.is_alive(&a).await.expect("alive"));
+    assert!(
+        presence.locate(&alice).await.expect("locate").is_empty(),
+        "dead node ignored"
+    );
+    let many = presence
+        .locate_many(&[alice.clone(), bob.clone()])
+        .await
+        .expect("many");
+    assert_eq!((many[0].len(), many[1].len()), (0, 1));
+    // The stale entry was removed, so a plain (liveness-free) view agrees.
+    let plain = RedisPresence::new(db);
+    assert!(
+        plain.locate(&alice).await.expect("locate").is_empty(),
+        "stale entry cleaned up"
+    );
+    assert_eq!(plain.locate(&bob).await.expect("locate").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_runs_on_redis() {
+    use imkit_core::{Caller, Engine, EngineConfig};
+    use imkit_proto::{Packet, pb};
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let db = RedisDb::connect(&redis.url, &redis.namespace())
+        .await
+        .expect("connect");
+    let engine = Engine::new(stores_on(db), EngineConfig::default());
+    let alice = Caller::new("alice", "phone");
+    let bob = Caller::new("bob", "phone");
+    engine.login(&bob.user, &bob.device).await.expect("login");
+    engine.logout(&bob.user, &bob.device).await.expect("logout");
+    for i in 0..3 {
+        let req = pb::SendRequest {
+            client_msg_id: format!("c{i}"),
+            to: Some(pb::send_request::To::UserId("bob".into())),
+            content: Some(pb::Content {
+                body: Some(pb::content::Body::Text(pb::Text {
+                    text: format!("m{i}"),
+                    mentions: vec![],
+                })),
+            }),
+        };
+        engine.send(&alice, req).await.expect("send");
+    }
+    // Bob was offline: his login drains the inbox in order.
+    let login = engine.login(&bob.user, &bob.device).await.expect("login");
+    let seqs: Vec<u64> = login
+        .pushes
+        .iter()
+        .filter_map(|p| match &p.packet {
+            Packet::MessagePush(m) => m.message.as_ref().map(|m| m.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    let list = engine
+        .conversations(&bob, pb::ConversationListRequest { limit: 0 })
+        .await
+        .expect("list");
+    assert_eq!(list.total_unread, 3);
+}
