@@ -8,6 +8,8 @@
 //! pushes to local queues, to other nodes through a [`ClusterBus`], or to
 //! the offline inbox. The `imkit-server` binary wraps all of it.
 
+#[cfg(feature = "redis")]
+pub mod cluster;
 mod config;
 mod error;
 mod registry;
@@ -19,5 +21,5 @@ mod transport;
 pub use config::Limits;
 pub use error::ServerError;
 pub use registry::{ConnHandle, Registry};
-pub use router::{ClusterBus, Router};
+pub use router::{ClusterBus, LocalNode, Router};
 pub use server::{Server, ServerBuilder, ServerHandle};

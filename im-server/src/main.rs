@@ -44,7 +44,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print a login token for a user, signed with the server's secret.
     Token {
         /// The user id.
@@ -99,6 +99,15 @@ struct RunArgs {
     /// Recall window in seconds [default: 120].
     #[arg(long)]
     recall_window_secs: Option<u64>,
+    /// Redis URL, for --store redis (cluster mode) [default: redis://127.0.0.1:6379].
+    #[arg(long, env = "IMKIT_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Key namespace in Redis; nodes of one cluster share it [default: imkit:].
+    #[arg(long)]
+    redis_namespace: Option<String>,
+    /// How long a silent node counts as alive, in milliseconds [default: 5000].
+    #[arg(long)]
+    liveness_ttl_ms: Option<u64>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -108,6 +117,8 @@ enum StoreKind {
     Sqlite,
     /// In memory: fast, gone on restart.
     Memory,
+    /// Redis: shared by the nodes of a cluster.
+    Redis,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -139,6 +150,9 @@ struct FileConfig {
     burst: Option<u32>,
     queue_len: Option<usize>,
     recall_window_secs: Option<u64>,
+    redis_url: Option<String>,
+    redis_namespace: Option<String>,
+    liveness_ttl_ms: Option<u64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -211,7 +225,7 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
             println!("{}", HmacAuthenticator::new(secret).mint(&user, *ttl));
             return Ok(());
         }
-        Some(Command::Run(args)) => args.clone(),
+        Some(Command::Run(args)) => (**args).clone(),
         None => cli.run.clone(),
     };
     let defaults = Limits::default();
@@ -255,12 +269,37 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
             .map_or(engine_defaults.recall_window_ms, |s| s * 1000),
         ..engine_defaults
     };
+    let node = engine_config.node.clone();
+    let mut bus: Option<Arc<dyn imkit_server::ClusterBus>> = None;
     let stores = match args.store.or(file.store).unwrap_or(StoreKind::Sqlite) {
         StoreKind::Memory => {
             tracing::warn!("in-memory store: messages are lost when the server stops");
             Stores::memory()
         }
         StoreKind::Sqlite => open_sqlite(&args, &file)?,
+        StoreKind::Redis => {
+            let url = args
+                .redis_url
+                .clone()
+                .or(file.redis_url.clone())
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+            let ns = args
+                .redis_namespace
+                .clone()
+                .or(file.redis_namespace.clone())
+                .unwrap_or_else(|| "imkit:".into());
+            let options = imkit_server::cluster::ClusterOptions {
+                liveness_ttl: args
+                    .liveness_ttl_ms
+                    .or(file.liveness_ttl_ms)
+                    .map_or(Duration::from_secs(5), Duration::from_millis),
+            };
+            tracing::info!(%url, namespace = %ns, %node, "redis store, cluster mode");
+            let (stores, cluster) =
+                imkit_server::cluster::connect(&url, &ns, node.clone(), options).await?;
+            bus = Some(cluster);
+            stores
+        }
     };
     let tcp = args
         .tcp
@@ -280,6 +319,9 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
         .tcp(tcp);
     if ws != "off" {
         builder = builder.websocket(ws);
+    }
+    if let Some(bus) = bus {
+        builder = builder.cluster_bus(bus);
     }
     let server = builder.bind().await?;
     server.run_until(shutdown_signal()).await

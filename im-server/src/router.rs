@@ -15,8 +15,8 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::registry::Registry;
 
-/// How a node reaches the others. The Redis implementation lives in the
-/// cluster module; a single node has none.
+/// How a node reaches the others. [`crate::cluster::RedisCluster`] is the
+/// Redis implementation (feature `redis`); a single node has none.
 #[async_trait]
 pub trait ClusterBus: Send + Sync + 'static {
     /// Hands an encoded frame to `node` for delivery to `targets`. A lost
@@ -31,6 +31,45 @@ pub trait ClusterBus: Send + Sync + 'static {
 
     /// Asks `node` to kick a device's connection (a newer login elsewhere).
     async fn kick(&self, node: &NodeId, target: Target, reason: KickReason);
+
+    /// Receives what other nodes send this one and hands it to `local`,
+    /// until `shutdown`. The server runs this for as long as it serves.
+    async fn serve(&self, local: LocalNode, shutdown: tokio_util::sync::CancellationToken);
+}
+
+/// What a bus needs to act on this node: local delivery and kicks.
+#[derive(Clone, Debug)]
+pub struct LocalNode {
+    router: Router,
+    registry: Arc<Registry>,
+}
+
+impl LocalNode {
+    pub(crate) fn new(router: Router, registry: Arc<Registry>) -> Self {
+        LocalNode { router, registry }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &NodeId {
+        self.router.node()
+    }
+
+    /// Delivers an encoded frame to local connections (or their inboxes).
+    pub async fn deliver(&self, targets: &[Target], frame: Bytes, entry: Option<&InboxEntry>) {
+        for t in targets {
+            self.router.deliver_local(t, frame.clone(), entry).await;
+        }
+    }
+
+    /// Kicks a local device's connection; returns whether it was here.
+    pub fn kick(
+        &self,
+        user: &imkit_core::model::UserId,
+        device: &imkit_core::model::DeviceId,
+        reason: KickReason,
+    ) -> bool {
+        crate::session::kick_local(&self.registry, user, device, reason)
+    }
 }
 
 /// Delivers pushes. Cheap to clone.

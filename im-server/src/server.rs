@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Limits;
 use crate::registry::Registry;
-use crate::router::{ClusterBus, Router};
+use crate::router::{ClusterBus, LocalNode, Router};
 use crate::session::{self, Shared};
 use crate::{ServerError, transport};
 
@@ -292,6 +292,11 @@ impl Server {
             shared,
             tracker,
         } = self;
+        if let Some(bus) = shared.bus.clone() {
+            let local = LocalNode::new(shared.router.clone(), shared.registry.clone());
+            let token = shared.shutdown.clone();
+            tracker.spawn(async move { bus.serve(local, token).await });
+        }
         for (kind, listener) in listeners {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(kind = kind.name(), %addr, node = %shared.engine.config().node, "listening");

@@ -53,6 +53,44 @@ impl TestServer {
         }
     }
 
+    /// A node of a cluster on a shared Redis.
+    pub async fn cluster_node(url: &str, namespace: &str, node: &str) -> TestServer {
+        use imkit::core::EngineConfig;
+        use imkit::core::model::NodeId;
+        use imkit::server::cluster::{ClusterOptions, connect};
+        let options = ClusterOptions {
+            liveness_ttl: Duration::from_secs(2),
+        };
+        let (stores, bus) = connect(url, namespace, NodeId::from(node), options)
+            .await
+            .expect("cluster connect");
+        let server = Server::builder()
+            .stores(stores)
+            .cluster_bus(bus)
+            .engine_config(EngineConfig {
+                node: NodeId::from(node),
+                ..EngineConfig::default()
+            })
+            .token_secret(SECRET)
+            .tcp("127.0.0.1:0")
+            .websocket("127.0.0.1:0")
+            .bind()
+            .await
+            .expect("bind");
+        let handle = server.handle();
+        let tcp = server.tcp_addr().expect("tcp addr");
+        let ws = server.ws_addr().expect("ws addr");
+        let task = tokio::spawn(async move {
+            server.run().await.expect("server run");
+        });
+        TestServer {
+            handle,
+            tcp,
+            ws,
+            task,
+        }
+    }
+
     pub fn ws_url(&self) -> String {
         format!("ws://{}/", self.ws)
     }

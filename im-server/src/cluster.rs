@@ -1,0 +1,383 @@
+//! Cluster mode over Redis (feature `redis`): several nodes, one set of
+//! users.
+//!
+//! Each node subscribes to its own pub/sub channel. A node with a push for
+//! a device connected elsewhere publishes the encoded frame (once per
+//! destination node) on that node's channel; the receiving node puts it in
+//! the connection's queue. Pub/sub only *wakes*: the message is already in
+//! the shared store, so a lost wake-up costs latency, not data (the
+//! client's seq-gap check and sync fetch it).
+//!
+//! Each node also refreshes a liveness key (`p:alive:{node}`, TTL
+//! [`ClusterOptions::liveness_ttl`], default 5 s). Presence lookups ignore
+//! and remove entries of a node whose key has expired, so a node killed
+//! outright stops receiving traffic within one TTL, and its users'
+//! messages go to their offline inboxes until they reconnect elsewhere.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use imkit_core::Target;
+use imkit_core::model::{ConversationId, DeviceId, InboxEntry, NodeId, UserId};
+use imkit_core::store::Stores;
+use imkit_core::store::redis::{RedisDb, RedisPresence, stores_on};
+use imkit_proto::pb::KickReason;
+use redis::AsyncCommands;
+use tokio_util::sync::CancellationToken;
+
+use crate::ServerError;
+use crate::router::{ClusterBus, LocalNode};
+
+/// Cluster settings.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// How long a node counts as alive after its last heartbeat (default
+    /// 5 s). It refreshes at a third of this.
+    pub liveness_ttl: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            liveness_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The Redis cluster bus of one node.
+pub struct RedisCluster {
+    client: redis::Client,
+    db: RedisDb,
+    presence: RedisPresence,
+    node: NodeId,
+    options: ClusterOptions,
+}
+
+impl std::fmt::Debug for RedisCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCluster")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects a node to a cluster: returns the stores every node shares
+/// (presence with liveness) and this node's bus.
+pub async fn connect(
+    url: &str,
+    namespace: &str,
+    node: NodeId,
+    options: ClusterOptions,
+) -> Result<(Stores, std::sync::Arc<RedisCluster>), ServerError> {
+    let db = RedisDb::connect(url, namespace).await?;
+    let client = redis::Client::open(url)
+        .map_err(|e| ServerError::Config(format!("redis url {url:?}: {e}")))?;
+    let presence = RedisPresence::with_liveness(db.clone());
+    // Mark this node alive before it takes any login.
+    presence.heartbeat(&node, options.liveness_ttl).await?;
+    let mut stores = stores_on(db.clone());
+    stores.presence = std::sync::Arc::new(presence.clone());
+    let bus = RedisCluster {
+        client,
+        db,
+        presence,
+        node,
+        options,
+    };
+    Ok((stores, std::sync::Arc::new(bus)))
+}
+
+impl RedisCluster {
+    fn channel(&self, node: &NodeId) -> String {
+        format!("{}bus:{}", self.db.namespace(), node)
+    }
+
+    async fn publish(&self, node: &NodeId, payload: Bytes) {
+        let mut c = self.db.connection();
+        if let Err(e) = c
+            .publish::<_, _, i64>(self.channel(node), payload.as_ref())
+            .await
+        {
+            tracing::warn!(%node, error = %e, "cluster publish failed; receivers will sync");
+        }
+    }
+
+    async fn heartbeats(&self, shutdown: CancellationToken) {
+        let every = self.options.liveness_ttl / 3;
+        loop {
+            if let Err(e) = self
+                .presence
+                .heartbeat(&self.node, self.options.liveness_ttl)
+                .await
+            {
+                tracing::warn!(error = %e, "liveness heartbeat failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        local: &LocalNode,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
+        let mut pubsub = self
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(|e| e.to_string())?;
+        pubsub
+            .subscribe(self.channel(&self.node))
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(node = %self.node, "cluster bus subscribed");
+        let mut messages = pubsub.on_message();
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                m = messages.next() => m.ok_or("pub/sub stream ended")?,
+            };
+            let payload: Vec<u8> = msg.get_payload().map_err(|e| e.to_string())?;
+            match decode(Bytes::from(payload)) {
+                Some(Envelope::Deliver {
+                    targets,
+                    entry,
+                    frame,
+                }) => {
+                    local.deliver(&targets, frame, entry.as_ref()).await;
+                }
+                Some(Envelope::Kick {
+                    user,
+                    device,
+                    reason,
+                }) => {
+                    local.kick(&user, &device, reason);
+                }
+                None => tracing::warn!("malformed cluster envelope dropped"),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ClusterBus for RedisCluster {
+    async fn forward(
+        &self,
+        node: &NodeId,
+        frame: Bytes,
+        targets: Vec<Target>,
+        entry: Option<InboxEntry>,
+    ) {
+        self.publish(node, encode_deliver(&targets, entry.as_ref(), &frame))
+            .await;
+    }
+
+    async fn kick(&self, node: &NodeId, target: Target, reason: KickReason) {
+        self.publish(node, encode_kick(&target.user, &target.device, reason))
+            .await;
+    }
+
+    async fn serve(&self, local: LocalNode, shutdown: CancellationToken) {
+        let beats = self.heartbeats(shutdown.clone());
+        let subscriber = async {
+            let mut backoff = Duration::from_millis(100);
+            while !shutdown.is_cancelled() {
+                match self.subscribe(&local, &shutdown).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster subscription lost; resubscribing");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        };
+        tokio::join!(beats, subscriber);
+    }
+}
+
+// ───────────────────────────── Envelope ─────────────────────────────
+//
+// deliver: 0x01, u32 n, n × (str user, str device), u8 has_entry,
+//          [str conversation, u64 seq], frame bytes (the rest)
+// kick:    0x02, str user, str device, i32 reason
+// str:     u16 length, UTF-8 bytes
+
+enum Envelope {
+    Deliver {
+        targets: Vec<Target>,
+        entry: Option<InboxEntry>,
+        frame: Bytes,
+    },
+    Kick {
+        user: UserId,
+        device: DeviceId,
+        reason: KickReason,
+    },
+}
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    let bytes = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+    b.put_u16(bytes.len() as u16);
+    b.put_slice(bytes);
+}
+
+fn get_str(b: &mut Bytes) -> Option<String> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let n = b.get_u16() as usize;
+    if b.remaining() < n {
+        return None;
+    }
+    String::from_utf8(b.split_to(n).to_vec()).ok()
+}
+
+fn encode_deliver(targets: &[Target], entry: Option<&InboxEntry>, frame: &Bytes) -> Bytes {
+    let mut b = BytesMut::with_capacity(16 + targets.len() * 24 + frame.len());
+    b.put_u8(1);
+    b.put_u32(targets.len() as u32);
+    for t in targets {
+        put_str(&mut b, t.user.as_str());
+        put_str(&mut b, t.device.as_str());
+    }
+    match entry {
+        Some(e) => {
+            b.put_u8(1);
+            put_str(&mut b, e.conversation.as_str());
+            b.put_u64(e.seq);
+        }
+        None => b.put_u8(0),
+    }
+    b.put_slice(frame);
+    b.freeze()
+}
+
+fn encode_kick(user: &UserId, device: &DeviceId, reason: KickReason) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_u8(2);
+    put_str(&mut b, user.as_str());
+    put_str(&mut b, device.as_str());
+    b.put_i32(reason as i32);
+    b.freeze()
+}
+
+fn decode(mut b: Bytes) -> Option<Envelope> {
+    if !b.has_remaining() {
+        return None;
+    }
+    match b.get_u8() {
+        1 => {
+            if b.remaining() < 4 {
+                return None;
+            }
+            let n = b.get_u32() as usize;
+            let mut targets = Vec::with_capacity(n.min(b.remaining() / 4));
+            for _ in 0..n {
+                let user = UserId::new(get_str(&mut b)?);
+                let device = DeviceId::new(get_str(&mut b)?);
+                targets.push(Target {
+                    user,
+                    device,
+                    // Anything arriving here is for this node.
+                    node: NodeId::from(""),
+                });
+            }
+            if !b.has_remaining() {
+                return None;
+            }
+            let entry = match b.get_u8() {
+                1 => {
+                    let conversation = ConversationId::new(get_str(&mut b)?);
+                    if b.remaining() < 8 {
+                        return None;
+                    }
+                    Some(InboxEntry {
+                        conversation,
+                        seq: b.get_u64(),
+                    })
+                }
+                _ => None,
+            };
+            Some(Envelope::Deliver {
+                targets,
+                entry,
+                frame: b,
+            })
+        }
+        2 => {
+            let user = UserId::new(get_str(&mut b)?);
+            let device = DeviceId::new(get_str(&mut b)?);
+            if b.remaining() < 4 {
+                return None;
+            }
+            let reason = KickReason::try_from(b.get_i32()).unwrap_or(KickReason::Unspecified);
+            Some(Envelope::Kick {
+                user,
+                device,
+                reason,
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_roundtrip_and_garbage_is_rejected() {
+        let targets = vec![Target {
+            user: UserId::from("bob"),
+            device: DeviceId::from("phone"),
+            node: NodeId::from("b"),
+        }];
+        let entry = InboxEntry {
+            conversation: ConversationId::from("d:alice:bob"),
+            seq: 7,
+        };
+        let frame = Bytes::from_static(b"frame-bytes");
+        match decode(encode_deliver(&targets, Some(&entry), &frame)) {
+            Some(Envelope::Deliver {
+                targets: t,
+                entry: e,
+                frame: f,
+            }) => {
+                assert_eq!(t[0].user.as_str(), "bob");
+                assert_eq!(t[0].device.as_str(), "phone");
+                assert_eq!(e, Some(entry));
+                assert_eq!(f, frame);
+            }
+            _ => panic!("deliver envelope"),
+        }
+        match decode(encode_kick(
+            &UserId::from("a"),
+            &DeviceId::from("d"),
+            KickReason::DuplicateLogin,
+        )) {
+            Some(Envelope::Kick {
+                user,
+                device,
+                reason,
+            }) => {
+                assert_eq!(
+                    (user.as_str(), device.as_str(), reason),
+                    ("a", "d", KickReason::DuplicateLogin)
+                );
+            }
+            _ => panic!("kick envelope"),
+        }
+        for junk in [&b""[..], &[1], &[1, 0, 0, 0, 9], &[2, 0, 5, b'a'], &[9, 9]] {
+            assert!(decode(Bytes::copy_from_slice(junk)).is_none());
+        }
+    }
+}

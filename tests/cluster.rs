@@ -1,0 +1,168 @@
+//! Several server nodes sharing a real Redis: users on different nodes
+//! talk, groups span nodes, offline messages follow a user to another node,
+//! and a second login on another node kicks the first.
+
+mod common;
+
+use common::*;
+use imkit::client::{Event, Peer};
+use imkit::core::testing::redis_server::TestRedis;
+use imkit::proto::pb::{self, ReceiptKind};
+
+async fn nodes(redis: &TestRedis, n: usize) -> Vec<TestServer> {
+    let ns = redis.namespace();
+    let mut out = Vec::new();
+    for i in 0..n {
+        out.push(TestServer::cluster_node(&redis.url, &ns, &format!("node-{i}")).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_to_one_across_two_nodes_with_all_receipts() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let nodes = nodes(&redis, 2).await;
+    let (alice, mut alice_ev) = login(&nodes[0].tcp.to_string(), "alice", "phone").await;
+    let (bob, mut bob_ev) = login(&nodes[1].ws_url(), "bob", "phone").await;
+    let ack = alice
+        .send_text(Peer::user("bob"), "across nodes")
+        .await
+        .expect("SENT");
+    let got = messages(&mut bob_ev, 1).await;
+    assert_eq!((text_of(&got[0]), got[0].seq), ("across nodes", 1));
+    wait_for(&mut alice_ev, |e| {
+        matches!(e, Event::Receipt(r) if r.kind == ReceiptKind::Delivered as i32 && r.seq == 1)
+            .then_some(())
+    })
+    .await;
+    bob.mark_read(&ack.conversation_id, 1).await.expect("read");
+    wait_for(&mut alice_ev, |e| {
+        matches!(e, Event::Receipt(r) if r.kind == ReceiptKind::Read as i32 && r.seq == 1)
+            .then_some(())
+    })
+    .await;
+    // And back.
+    bob.send_text(Peer::user("alice"), "and back")
+        .await
+        .expect("SENT");
+    assert_eq!(text_of(&messages(&mut alice_ev, 1).await[0]), "and back");
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_spread_over_three_nodes() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let nodes = nodes(&redis, 3).await;
+    let mut clients = Vec::new();
+    for (i, user) in ["a", "b", "c"].iter().enumerate() {
+        clients.push(login(&nodes[i].tcp.to_string(), user, "d").await);
+    }
+    let g = clients[0]
+        .0
+        .create_group("spread", &["b", "c"])
+        .await
+        .expect("group");
+    for (i, (client, _)) in clients.iter().enumerate() {
+        client
+            .send_to_group(&g.group_id, format!("from {i}"))
+            .await
+            .expect("SENT");
+    }
+    for (i, (_, events)) in clients.iter_mut().enumerate() {
+        let got = messages(events, if i == 0 { 2 } else { 3 }).await;
+        let texts: Vec<&str> = got
+            .iter()
+            .map(text_of)
+            .filter(|t| t.starts_with("from"))
+            .collect();
+        let expected: Vec<String> = (0..3)
+            .filter(|j| *j != i)
+            .map(|j| format!("from {j}"))
+            .collect();
+        assert_eq!(
+            texts, expected,
+            "member {i} sees the others' messages in order"
+        );
+        let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one order: {seqs:?}");
+    }
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_messages_follow_the_user_to_another_node() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let nodes = nodes(&redis, 2).await;
+    let (alice, _a) = login(&nodes[0].tcp.to_string(), "alice", "phone").await;
+    let (bob, _b) = login(&nodes[0].tcp.to_string(), "bob", "phone").await;
+    bob.close().await;
+    for i in 1..=3 {
+        alice
+            .send_text(Peer::user("bob"), format!("m{i}"))
+            .await
+            .expect("SENT");
+    }
+    let (_bob, mut bob_ev) = login(&nodes[1].tcp.to_string(), "bob", "phone").await;
+    let got = messages(&mut bob_ev, 3).await;
+    assert_eq!(
+        got.iter().map(text_of).collect::<Vec<_>>(),
+        ["m1", "m2", "m3"]
+    );
+    assert!(
+        drain_messages(&mut bob_ev, std::time::Duration::from_millis(300))
+            .await
+            .is_empty(),
+        "once"
+    );
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_on_another_node_kicks_the_first() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let nodes = nodes(&redis, 2).await;
+    let (_old, mut old_ev) = login(&nodes[0].tcp.to_string(), "alice", "phone").await;
+    let (new, _new_ev) = login(&nodes[1].tcp.to_string(), "alice", "phone").await;
+    let reason = wait_for(&mut old_ev, |e| match e {
+        Event::Kicked { reason, .. } => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, pb::KickReason::DuplicateLogin);
+    // The new session works, and presence points at node 1 only.
+    let (_bob, mut bob_ev) = login(&nodes[0].tcp.to_string(), "bob", "phone").await;
+    new.send_text(Peer::user("bob"), "still me")
+        .await
+        .expect("SENT");
+    assert_eq!(text_of(&messages(&mut bob_ev, 1).await[0]), "still me");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let located = nodes[0]
+        .handle
+        .engine()
+        .stores()
+        .presence
+        .locate(&"alice".into())
+        .await
+        .expect("locate");
+    assert_eq!(
+        located.iter().map(|l| l.node.as_str()).collect::<Vec<_>>(),
+        ["node-1"]
+    );
+    for n in nodes {
+        n.stop().await;
+    }
+}
