@@ -564,6 +564,17 @@ pub async fn read_state_suite(store: Arc<dyn ReadStateStore>) {
         BTreeSet::from([phone.clone(), DeviceId::from("laptop")])
     );
     assert!(store.devices(&bob).await.expect("devices").is_empty());
+    let many = store
+        .devices_many(&[bob.clone(), alice.clone()])
+        .await
+        .expect("devices_many");
+    assert_eq!(many.len(), 2);
+    assert!(many[0].is_empty());
+    assert_eq!(
+        many[1].iter().cloned().collect::<BTreeSet<_>>(),
+        devices,
+        "devices_many matches devices"
+    );
 
     store.add_conversation(&alice, &conv).await.expect("add");
     store

@@ -375,13 +375,13 @@ impl Engine {
     async fn fan_out(&self, message: &Message, users: &[UserId], sender: &Caller) -> Result<Push> {
         let s = &self.inner.stores;
         let located = s.presence.locate_many(users).await?;
+        let known_devices = s.read_state.devices_many(users).await?;
         let entry = InboxEntry {
             conversation: message.conversation.clone(),
             seq: message.seq,
         };
         let mut targets = Vec::with_capacity(users.len());
-        for (user, online) in users.iter().zip(located) {
-            let known = s.read_state.devices(user).await?;
+        for ((user, online), known) in users.iter().zip(located).zip(known_devices) {
             for device in &known {
                 if user == &sender.user && device == &sender.device {
                     continue;

@@ -17,6 +17,16 @@ pub trait ReadStateStore: Send + Sync + 'static {
     /// The devices a user has logged in with.
     async fn devices(&self, user: &UserId) -> Result<Vec<DeviceId>>;
 
+    /// [`ReadStateStore::devices`] for many users, in order (backends
+    /// override this to batch round trips; group fan-out uses it).
+    async fn devices_many(&self, users: &[UserId]) -> Result<Vec<Vec<DeviceId>>> {
+        let mut out = Vec::with_capacity(users.len());
+        for u in users {
+            out.push(self.devices(u).await?);
+        }
+        Ok(out)
+    }
+
     /// Adds a conversation to a user's list (idempotent).
     async fn add_conversation(&self, user: &UserId, conversation: &ConversationId) -> Result<()>;
 

@@ -729,6 +729,22 @@ impl ReadStateStore for RedisReadState {
         Ok(d.into_iter().map(DeviceId::new).collect())
     }
 
+    async fn devices_many(&self, users: &[UserId]) -> Result<Vec<Vec<DeviceId>>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for u in users {
+            pipe.smembers(self.0.key(&["dv", u.as_str()]));
+        }
+        let mut c = self.0.connection();
+        let all: Vec<Vec<String>> = pipe.query_async(&mut c).await.map_err(err)?;
+        Ok(all
+            .into_iter()
+            .map(|d| d.into_iter().map(DeviceId::new).collect())
+            .collect())
+    }
+
     async fn add_conversation(&self, user: &UserId, conversation: &ConversationId) -> Result<()> {
         let mut c = self.0.connection();
         c.sadd::<_, _, ()>(self.0.key(&["uc", user.as_str()]), conversation.as_str())
