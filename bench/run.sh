@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Runs every benchmark scenario against imkit, Mosquitto and NATS on this
+# machine and writes BENCHMARKS.md. Servers are pinned to core 0, the load
+# generator to core 1. Loopback only; every step is bounded.
+#
+#   bench/run.sh            # short mode (about 2 minutes)
+#   bench/run.sh full       # the scenarios at the sizes the issue names
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE="${1:-short}"
+OUT=target/bench
+mkdir -p "$OUT"
+RESULTS="$OUT/results-$MODE.jsonl"
+: > "$RESULTS"
+ulimit -n "$(ulimit -Hn)"
+
+if [ "$MODE" = full ]; then
+  PAIRS=500; SECS=10; IDLE=10000; MEMBERS=5000; RATES="100 500"
+else
+  PAIRS=100; SECS=3; IDLE=2000; MEMBERS=1000; RATES="100"
+fi
+WINDOW=16
+
+cargo build --release -q -p imkit-server -p imkit-bench
+BENCH="taskset -c 1 target/release/imkit-bench"
+SECRET=bench-secret
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+
+# Peers on their own ports, so the machine's services are left alone.
+cat > "$WORK/mosquitto.conf" <<CONF
+listener 18830 127.0.0.1
+allow_anonymous true
+max_queued_messages 100000
+max_inflight_messages 0
+CONF
+taskset -c 0 mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 & MQTT_PID=$!; PIDS+=("$MQTT_PID")
+taskset -c 0 nats-server -a 127.0.0.1 -p 18422 >"$WORK/nats.log" 2>&1 & NATS_PID=$!; PIDS+=("$NATS_PID")
+wait_port 18830; wait_port 18422
+
+IMKIT_PID=""
+start_imkit() {  # args: extra imkit-server flags
+  rm -f "$WORK"/imkit.db*
+  taskset -c 0 target/release/imkit-server --tcp 127.0.0.1:18400 --ws 127.0.0.1:18401 --secret "$SECRET" \
+    --rate 1000000 --burst 1000000 --queue-len 4096 --db "$WORK/imkit.db" "$@" >"$WORK/imkit.log" 2>&1 &
+  IMKIT_PID=$!; PIDS+=("$IMKIT_PID"); wait_port 18400
+}
+stop_imkit() { kill "$IMKIT_PID" 2>/dev/null || true; wait "$IMKIT_PID" 2>/dev/null || true; }
+run() { echo "== $*" >&2; timeout 300 $BENCH "$@" --out "$RESULTS" >/dev/null || echo "   (failed: $*)" >&2; }
+
+# 1. Idle footprint.
+start_imkit --store memory
+run idle --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --conns "$IDLE"
+stop_imkit; start_imkit --store memory
+run idle --system imkit-ws --addr 127.0.0.1:18401 --pid "$IMKIT_PID" --conns "$IDLE"
+stop_imkit
+run idle --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --conns "$IDLE"
+run idle --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --conns "$IDLE"
+
+# 2. 1:1 reliable.
+for store in "memory" "sqlite --durability full" "sqlite --durability normal"; do
+  # shellcheck disable=SC2086
+  start_imkit --store $store
+  run reliable --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --pairs "$PAIRS" --window "$WINDOW" --secs "$SECS" --label "$store"
+  stop_imkit
+done
+run reliable --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --pairs "$PAIRS" --window "$WINDOW" --secs "$SECS" --label "QoS 1"
+
+# 3. 1:1 fire-and-forget ceiling.
+start_imkit --store memory
+run reliable --fire-and-forget --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --pairs "$PAIRS" --window "$WINDOW" --secs "$SECS" --label memory
+stop_imkit
+run reliable --fire-and-forget --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --pairs "$PAIRS" --window "$WINDOW" --secs "$SECS" --label core
+
+# 5. Large group broadcast.
+for rate in $RATES; do
+  start_imkit --store memory
+  run broadcast --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --members "$MEMBERS" --rate "$rate" --secs "$SECS"
+  stop_imkit
+  run broadcast --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --members "$MEMBERS" --rate "$rate" --secs "$SECS"
+  run broadcast --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --members "$MEMBERS" --rate "$rate" --secs "$SECS"
+done
+
+python3 bench/report.py "$RESULTS" "$MODE" "bench/run.sh $MODE" > BENCHMARKS.md
+echo "wrote BENCHMARKS.md from $RESULTS" >&2

@@ -1,0 +1,219 @@
+//! `imkit-bench`: one load generator for imkit, Mosquitto (MQTT) and NATS.
+//!
+//! Each subcommand runs one scenario against one system for a bounded time
+//! and prints a JSON result line (also appended to `--out`): delivered
+//! messages per second, latency percentiles from timestamps in the payload,
+//! the server's CPU time per delivered message and its RSS (read from
+//! `/proc/PID`). Loopback only; every run stops by itself.
+//! `bench/run.sh` runs them all and writes BENCHMARKS.md.
+
+mod imkit;
+mod peers;
+mod stats;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "imkit-bench",
+    about = "Load generator for imkit, Mosquitto and NATS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Append the JSON result to this file.
+    #[arg(long, global = true)]
+    out: Option<std::path::PathBuf>,
+}
+
+/// Which system to drive.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum System {
+    /// imkit over TCP.
+    ImkitTcp,
+    /// imkit over WebSocket.
+    ImkitWs,
+    /// MQTT (Mosquitto).
+    Mqtt,
+    /// NATS core.
+    Nats,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct Target {
+    /// The system.
+    #[arg(long, value_enum)]
+    system: System,
+    /// Its address, host:port.
+    #[arg(long)]
+    addr: String,
+    /// The server's process id, for CPU and RSS.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// imkit token secret.
+    #[arg(long, default_value = "bench-secret")]
+    secret: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// Idle connections: server memory per connection.
+    Idle {
+        #[command(flatten)]
+        target: Target,
+        /// Connections.
+        #[arg(long, default_value_t = 10_000)]
+        conns: usize,
+    },
+    /// 1:1 reliable: pairs, a window of in-flight messages per sender.
+    Reliable {
+        #[command(flatten)]
+        target: Target,
+        /// Sender/receiver pairs.
+        #[arg(long, default_value_t = 500)]
+        pairs: usize,
+        /// In-flight messages per sender.
+        #[arg(long, default_value_t = 16)]
+        window: usize,
+        /// Measured seconds (after one second of warm-up).
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Without receipts (imkit: SENT acks only; NATS: no acks at all).
+        #[arg(long)]
+        fire_and_forget: bool,
+        /// A label for the report (e.g. the store in use).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// One group (topic, subject) with many online members; a fixed send rate.
+    Broadcast {
+        #[command(flatten)]
+        target: Target,
+        /// Online members.
+        #[arg(long, default_value_t = 5_000)]
+        members: usize,
+        /// Messages per second sent to the group.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
+}
+
+/// One scenario's result.
+#[derive(Debug, Default, serde::Serialize)]
+struct Report {
+    scenario: String,
+    system: String,
+    label: String,
+    /// Connections the scenario held.
+    connections: usize,
+    /// Messages delivered (counted as the scenario defines it).
+    delivered: u64,
+    /// Measured seconds.
+    seconds: f64,
+    /// Delivered per second.
+    per_second: f64,
+    /// Latency percentiles in microseconds.
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    /// Server CPU microseconds per delivered message.
+    cpu_us_per_message: Option<f64>,
+    /// Server RSS at the end, bytes.
+    rss_bytes: Option<u64>,
+    /// Server RSS added per connection, bytes (idle scenario).
+    rss_per_connection: Option<f64>,
+    /// Anything worth knowing about the run.
+    notes: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    stats::raise_nofile();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("imkit-bench: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        // Every scenario is bounded; this is the backstop.
+        tokio::time::timeout(Duration::from_secs(600), run(cli.scenario))
+            .await
+            .map_err(|_| "scenario exceeded 600 s".to_string())?
+    });
+    match result {
+        Ok(report) => {
+            let line = serde_json::to_string(&report).unwrap_or_default();
+            println!("{line}");
+            if let Some(path) = cli.out {
+                use std::io::Write;
+                let appended = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .and_then(|mut f| writeln!(f, "{line}"));
+                if let Err(e) = appended {
+                    eprintln!("imkit-bench: cannot write {}: {e}", path.display());
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("imkit-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(s: Scenario) -> Result<Report, String> {
+    match s {
+        Scenario::Idle { target, conns } => match target.system {
+            System::ImkitTcp | System::ImkitWs => imkit::idle(&target, conns).await,
+            System::Mqtt => peers::mqtt_idle(&target, conns).await,
+            System::Nats => peers::nats_idle(&target, conns).await,
+        },
+        Scenario::Reliable {
+            target,
+            pairs,
+            window,
+            secs,
+            fire_and_forget,
+            label,
+        } => {
+            let mut r = match target.system {
+                System::ImkitTcp | System::ImkitWs => {
+                    imkit::pairs(&target, pairs, window, secs, fire_and_forget).await
+                }
+                System::Mqtt => {
+                    peers::mqtt_pairs(&target, pairs, window, secs, fire_and_forget).await
+                }
+                System::Nats => peers::nats_pairs(&target, pairs, window, secs).await,
+            }?;
+            r.label = label;
+            Ok(r)
+        }
+        Scenario::Broadcast {
+            target,
+            members,
+            rate,
+            secs,
+        } => match target.system {
+            System::ImkitTcp | System::ImkitWs => {
+                imkit::broadcast(&target, members, rate, secs).await
+            }
+            System::Mqtt => peers::mqtt_broadcast(&target, members, rate, secs).await,
+            System::Nats => peers::nats_broadcast(&target, members, rate, secs).await,
+        },
+    }
+}

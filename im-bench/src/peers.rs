@@ -1,0 +1,560 @@
+//! The same scenarios against Mosquitto (MQTT, rumqttc) and NATS
+//! (async-nats), so every system is driven by the same generator.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use indicatif::ProgressBar;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet as MqttPacket, QoS};
+
+use crate::stats::{self, finish, histogram, parse_payload, payload};
+use crate::{Report, Target};
+
+fn run_id() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    )
+}
+
+fn host_port(addr: &str) -> Result<(String, u16), String> {
+    let (h, p) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("bad address {addr}"))?;
+    Ok((
+        h.to_owned(),
+        p.parse().map_err(|e| format!("bad port in {addr}: {e}"))?,
+    ))
+}
+
+/// An MQTT connection whose event loop has completed CONNECT.
+async fn mqtt_connect(
+    addr: &str,
+    id: &str,
+    inflight: u16,
+) -> Result<(AsyncClient, EventLoop), String> {
+    let (host, port) = host_port(addr)?;
+    let mut opts = MqttOptions::new(id, host, port);
+    opts.set_keep_alive(Duration::from_secs(60));
+    opts.set_inflight(inflight.max(1));
+    opts.set_clean_session(true);
+    let (client, mut el) = AsyncClient::new(opts, 1024);
+    loop {
+        match el.poll().await {
+            Ok(Event::Incoming(MqttPacket::ConnAck(_))) => return Ok((client, el)),
+            Ok(_) => continue,
+            Err(e) => return Err(format!("mqtt connect: {e}")),
+        }
+    }
+}
+
+async fn mqtt_subscribe(
+    client: &AsyncClient,
+    el: &mut EventLoop,
+    topic: &str,
+) -> Result<(), String> {
+    client
+        .subscribe(topic, QoS::AtLeastOnce)
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        match el.poll().await {
+            Ok(Event::Incoming(MqttPacket::SubAck(_))) => return Ok(()),
+            Ok(_) => continue,
+            Err(e) => return Err(format!("mqtt subscribe: {e}")),
+        }
+    }
+}
+
+/// Idle MQTT connections.
+pub(crate) async fn mqtt_idle(t: &Target, conns: usize) -> Result<Report, String> {
+    let run = run_id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = stats::sample(t.pid);
+    let bar = ProgressBar::new(conns as u64).with_message("connecting");
+    let mut held = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let (c, mut el) = mqtt_connect(&t.addr, &format!("i{run}-{i}"), 10).await?;
+        // Keep each event loop polled so keep-alives flow.
+        held.push((
+            c,
+            tokio::spawn(async move { while el.poll().await.is_ok() {} }),
+        ));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = stats::sample(t.pid);
+    for (_, task) in &held {
+        task.abort();
+    }
+    let mut r = Report {
+        scenario: "idle".into(),
+        system: "Mqtt".into(),
+        connections: conns,
+        ..Report::default()
+    };
+    if let (Some(b), Some(a)) = (before, after) {
+        r.rss_bytes = Some(a.rss);
+        r.rss_per_connection = Some((a.rss as f64 - b.rss as f64) / conns as f64);
+    }
+    Ok(r)
+}
+
+/// Idle NATS connections.
+pub(crate) async fn nats_idle(t: &Target, conns: usize) -> Result<Report, String> {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = stats::sample(t.pid);
+    let bar = ProgressBar::new(conns as u64).with_message("connecting");
+    let mut held = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        held.push(
+            async_nats::connect(&t.addr)
+                .await
+                .map_err(|e| format!("nats connect: {e}"))?,
+        );
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = stats::sample(t.pid);
+    let mut r = Report {
+        scenario: "idle".into(),
+        system: "Nats".into(),
+        connections: conns,
+        ..Report::default()
+    };
+    if let (Some(b), Some(a)) = (before, after) {
+        r.rss_bytes = Some(a.rss);
+        r.rss_per_connection = Some((a.rss as f64 - b.rss as f64) / conns as f64);
+    }
+    drop(held);
+    Ok(r)
+}
+
+struct Shared {
+    delivered: AtomicU64,
+    measuring: AtomicBool,
+    hist: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl Shared {
+    fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            delivered: AtomicU64::new(0),
+            measuring: AtomicBool::new(false),
+            hist: Mutex::new(histogram()),
+        })
+    }
+
+    fn record(&self, local: &mut hdrhistogram::Histogram<u64>, payload: &[u8]) {
+        if !self.measuring.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some((ts, _)) = parse_payload(payload) {
+            let _ = local.record((stats::now_ns().saturating_sub(ts) / 1000).max(1));
+            self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn merge(&self, local: &hdrhistogram::Histogram<u64>) {
+        if let Ok(mut h) = self.hist.lock() {
+            let _ = h.add(local);
+        }
+    }
+}
+
+async fn measure(
+    shared: &Shared,
+    pid: Option<u32>,
+    secs: u64,
+) -> (
+    u64,
+    Duration,
+    Option<stats::ProcSample>,
+    Option<stats::ProcSample>,
+) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = stats::sample(pid);
+    shared.measuring.store(true, Ordering::Relaxed);
+    let base = shared.delivered.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let bar = ProgressBar::new(secs).with_message("measuring");
+    for _ in 0..secs {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let count = shared.delivered.load(Ordering::Relaxed) - base;
+    let elapsed = start.elapsed();
+    shared.measuring.store(false, Ordering::Relaxed);
+    (count, elapsed, before, stats::sample(pid))
+}
+
+/// MQTT pairs: QoS 1 (PUBACK to the publisher, subscriber acks), one topic
+/// per pair, `window` unacknowledged publishes per sender. QoS 0 when
+/// fire-and-forget.
+pub(crate) async fn mqtt_pairs(
+    t: &Target,
+    pairs: usize,
+    window: usize,
+    secs: u64,
+    fire: bool,
+) -> Result<Report, String> {
+    let run = run_id();
+    let qos = if fire {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    };
+    let shared = Shared::new();
+    let mut tasks = Vec::new();
+    let bar = ProgressBar::new(pairs as u64).with_message("connecting");
+    for i in 0..pairs {
+        let topic = format!("bench/{run}/{i}");
+        let (rc, mut rel) = mqtt_connect(&t.addr, &format!("r{run}-{i}"), 100).await?;
+        mqtt_subscribe(&rc, &mut rel, &topic).await?;
+        let shared2 = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let _keep = rc;
+            let mut local = histogram();
+            loop {
+                match rel.poll().await {
+                    Ok(Event::Incoming(MqttPacket::Publish(p))) => {
+                        shared2.record(&mut local, &p.payload);
+                        if local.len() >= 16 {
+                            shared2.merge(&local);
+                            local.reset();
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            shared2.merge(&local);
+        }));
+        let (sc, mut sel) = mqtt_connect(
+            &t.addr,
+            &format!("s{run}-{i}"),
+            u16::try_from(window).unwrap_or(u16::MAX),
+        )
+        .await?;
+        tasks.push(tokio::spawn(
+            async move { while sel.poll().await.is_ok() {} },
+        ));
+        tasks.push(tokio::spawn(async move {
+            let mut ix = 0u64;
+            loop {
+                ix += 1;
+                // Blocks when `window` publishes await their PUBACK.
+                if sc
+                    .publish(topic.as_str(), qos, false, payload(ix).into_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let (count, elapsed, before, after) = measure(&shared, t.pid, secs).await;
+    for task in &tasks {
+        task.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut r = Report {
+        scenario: if fire {
+            "fire-and-forget".into()
+        } else {
+            "reliable".into()
+        },
+        system: "Mqtt".into(),
+        connections: pairs * 2,
+        notes: format!(
+            "{pairs} pairs, window {window}, QoS {}",
+            if fire { 0 } else { 1 }
+        ),
+        ..Report::default()
+    };
+    let h = shared
+        .hist
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| histogram());
+    finish(&mut r, count, elapsed, &h, before, after);
+    Ok(r)
+}
+
+/// NATS core pairs: one subject per pair, no acknowledgements. The
+/// publisher flushes every `window` messages to stay bounded.
+pub(crate) async fn nats_pairs(
+    t: &Target,
+    pairs: usize,
+    window: usize,
+    secs: u64,
+) -> Result<Report, String> {
+    let run = run_id();
+    let shared = Shared::new();
+    let mut tasks = Vec::new();
+    let bar = ProgressBar::new(pairs as u64).with_message("connecting");
+    for i in 0..pairs {
+        let subject = format!("bench.{run}.{i}");
+        let rc = async_nats::connect(&t.addr)
+            .await
+            .map_err(|e| format!("nats: {e}"))?;
+        let mut sub = rc
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| format!("nats subscribe: {e}"))?;
+        rc.flush().await.map_err(|e| e.to_string())?;
+        let shared2 = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let _keep = rc;
+            let mut local = histogram();
+            while let Some(m) = sub.next().await {
+                shared2.record(&mut local, &m.payload);
+                if local.len() >= 16 {
+                    shared2.merge(&local);
+                    local.reset();
+                }
+            }
+        }));
+        let sc = async_nats::connect(&t.addr)
+            .await
+            .map_err(|e| format!("nats: {e}"))?;
+        let window = window.max(1) as u64;
+        tasks.push(tokio::spawn(async move {
+            let mut ix = 0u64;
+            loop {
+                ix += 1;
+                if sc
+                    .publish(subject.clone(), payload(ix).into())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                if ix % window == 0 && sc.flush().await.is_err() {
+                    break;
+                }
+            }
+        }));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let (count, elapsed, before, after) = measure(&shared, t.pid, secs).await;
+    for task in &tasks {
+        task.abort();
+    }
+    let mut r = Report {
+        scenario: "fire-and-forget".into(),
+        system: "Nats".into(),
+        connections: pairs * 2,
+        notes: format!("{pairs} pairs, flush every {window}"),
+        ..Report::default()
+    };
+    let h = shared
+        .hist
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| histogram());
+    finish(&mut r, count, elapsed, &h, before, after);
+    Ok(r)
+}
+
+/// Broadcast state: per message, when it was sent and when the last member got it.
+struct Fanout {
+    sent_at: Vec<AtomicU64>,
+    last_seen: Vec<AtomicU64>,
+    received: AtomicU64,
+}
+
+impl Fanout {
+    fn new(total: usize) -> Arc<Fanout> {
+        Arc::new(Fanout {
+            sent_at: (0..=total).map(|_| AtomicU64::new(0)).collect(),
+            last_seen: (0..=total).map(|_| AtomicU64::new(0)).collect(),
+            received: AtomicU64::new(0),
+        })
+    }
+
+    fn seen(&self, payload: &[u8]) {
+        if let Some((_, ix)) = parse_payload(payload) {
+            if let Some(slot) = self.last_seen.get(ix as usize) {
+                slot.fetch_max(stats::now_ns(), Ordering::Relaxed);
+                self.received.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn report(
+        &self,
+        system: &str,
+        members: usize,
+        rate: u64,
+        elapsed: Duration,
+        before: Option<stats::ProcSample>,
+        after: Option<stats::ProcSample>,
+    ) -> Report {
+        let mut hist = histogram();
+        for ix in 1..self.sent_at.len() {
+            let (s, l) = (
+                self.sent_at[ix].load(Ordering::Relaxed),
+                self.last_seen[ix].load(Ordering::Relaxed),
+            );
+            if l > s {
+                let _ = hist.record(((l - s) / 1000).max(1));
+            }
+        }
+        let got = self.received.load(Ordering::Relaxed);
+        let expected = (self.sent_at.len() as u64 - 1) * members as u64;
+        let mut r = Report {
+            scenario: "broadcast".into(),
+            system: system.into(),
+            connections: members + 1,
+            notes: format!("{members} members, {rate} msg/s, {got}/{expected} deliveries"),
+            ..Report::default()
+        };
+        finish(&mut r, got, elapsed, &hist, before, after);
+        r
+    }
+}
+
+async fn pace(
+    f: &Fanout,
+    rate: u64,
+    mut send: impl AsyncFnMut(u64) -> Result<(), String>,
+) -> Result<(), String> {
+    let total = f.sent_at.len() - 1;
+    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate.max(1)));
+    for ix in 1..=total as u64 {
+        tick.tick().await;
+        f.sent_at[ix as usize].store(stats::now_ns(), Ordering::Relaxed);
+        send(ix).await?;
+    }
+    Ok(())
+}
+
+async fn settle(f: &Fanout, members: usize) {
+    let expected = (f.sent_at.len() as u64 - 1) * members as u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One MQTT topic with `members` QoS 1 subscribers.
+pub(crate) async fn mqtt_broadcast(
+    t: &Target,
+    members: usize,
+    rate: u64,
+    secs: u64,
+) -> Result<Report, String> {
+    let run = run_id();
+    let topic = format!("bench/{run}/all");
+    let f = Fanout::new((rate * secs) as usize);
+    let mut tasks = Vec::new();
+    let bar = ProgressBar::new(members as u64).with_message("subscribing");
+    for i in 0..members {
+        let (c, mut el) = mqtt_connect(&t.addr, &format!("m{run}-{i}"), 100).await?;
+        mqtt_subscribe(&c, &mut el, &topic).await?;
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let _keep = c;
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(MqttPacket::Publish(p))) => f.seen(&p.payload),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let (sc, mut sel) = mqtt_connect(&t.addr, &format!("ms{run}"), 1000).await?;
+    tasks.push(tokio::spawn(
+        async move { while sel.poll().await.is_ok() {} },
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = stats::sample(t.pid);
+    let start = Instant::now();
+    pace(&f, rate, async |ix| {
+        sc.publish(
+            topic.as_str(),
+            QoS::AtLeastOnce,
+            false,
+            payload(ix).into_bytes(),
+        )
+        .await
+        .map_err(|e| e.to_string())
+    })
+    .await?;
+    settle(&f, members).await;
+    let elapsed = start.elapsed();
+    let after = stats::sample(t.pid);
+    for task in &tasks {
+        task.abort();
+    }
+    Ok(f.report("Mqtt", members, rate, elapsed, before, after))
+}
+
+/// One NATS subject with `members` subscribers.
+pub(crate) async fn nats_broadcast(
+    t: &Target,
+    members: usize,
+    rate: u64,
+    secs: u64,
+) -> Result<Report, String> {
+    let run = run_id();
+    let subject = format!("bench.{run}.all");
+    let f = Fanout::new((rate * secs) as usize);
+    let mut tasks = Vec::new();
+    let bar = ProgressBar::new(members as u64).with_message("subscribing");
+    for _ in 0..members {
+        let c = async_nats::connect(&t.addr)
+            .await
+            .map_err(|e| format!("nats: {e}"))?;
+        let mut sub = c
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        c.flush().await.map_err(|e| e.to_string())?;
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let _keep = c;
+            while let Some(m) = sub.next().await {
+                f.seen(&m.payload);
+            }
+        }));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let sc = async_nats::connect(&t.addr)
+        .await
+        .map_err(|e| format!("nats: {e}"))?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = stats::sample(t.pid);
+    let start = Instant::now();
+    pace(&f, rate, async |ix| {
+        sc.publish(subject.clone(), payload(ix).into())
+            .await
+            .map_err(|e| e.to_string())?;
+        sc.flush().await.map_err(|e| e.to_string())
+    })
+    .await?;
+    settle(&f, members).await;
+    let elapsed = start.elapsed();
+    let after = stats::sample(t.pid);
+    for task in &tasks {
+        task.abort();
+    }
+    Ok(f.report("Nats", members, rate, elapsed, before, after))
+}
