@@ -15,6 +15,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Semaphore;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
+use crate::peers::{Fanout, pace, settle};
 use crate::stats::{self, finish, histogram, parse_payload, payload};
 use crate::{Report, System, Target};
 
@@ -387,26 +388,15 @@ pub(crate) async fn broadcast(
             }
         }
     };
-    let total = (rate * secs) as usize;
-    let last_seen: Arc<Vec<AtomicU64>> =
-        Arc::new((0..total + 1).map(|_| AtomicU64::new(0)).collect());
-    let sent_at: Arc<Vec<AtomicU64>> =
-        Arc::new((0..total + 1).map(|_| AtomicU64::new(0)).collect());
-    let received = Arc::new(AtomicU64::new(0));
+    let f = Fanout::new((rate * secs) as usize);
     let mut tasks = Vec::new();
     for (mut rd, wr) in conns {
-        let (last_seen, received) = (last_seen.clone(), received.clone());
+        let f = f.clone();
         tasks.push(tokio::spawn(async move {
             let _keep = wr;
-            while let Some(Ok(f)) = rd.next().await {
-                let Ok(Packet::MessagePush(m)) = Packet::from_frame(&f) else {
-                    continue;
-                };
-                if let Some((_, ix)) = parse_payload(text_of(&m)) {
-                    if let Some(slot) = last_seen.get(ix as usize) {
-                        slot.fetch_max(stats::now_ns(), Ordering::Relaxed);
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
+            while let Some(Ok(frame)) = rd.next().await {
+                if let Ok(Packet::MessagePush(m)) = Packet::from_frame(&frame) {
+                    f.seen(text_of(&m));
                 }
             }
         }));
@@ -418,46 +408,24 @@ pub(crate) async fn broadcast(
     }));
     let before = stats::sample(t.pid);
     let start = Instant::now();
-    let bar = ProgressBar::new(total as u64).with_message("broadcasting");
-    let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate.max(1)));
-    for ix in 1..=total as u64 {
-        tick.tick().await;
-        sent_at[ix as usize].store(stats::now_ns(), Ordering::Relaxed);
+    pace(&f, rate, async |ix| {
         s_wr.send(send_frame(&group, true, ix))
             .await
-            .map_err(|e| e.to_string())?;
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    // Let stragglers arrive (bounded).
-    let expected = total as u64 * members as u64;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .map_err(|e| e.to_string())
+    })
+    .await?;
+    settle(&f, members).await;
     let elapsed = start.elapsed();
     let after = stats::sample(t.pid);
     for task in &tasks {
         task.abort();
     }
-    let mut hist = histogram();
-    for ix in 1..=total {
-        let (s, l) = (
-            sent_at[ix].load(Ordering::Relaxed),
-            last_seen[ix].load(Ordering::Relaxed),
-        );
-        if l > s {
-            let _ = hist.record(((l - s) / 1000).max(1));
-        }
-    }
-    let got = received.load(Ordering::Relaxed);
-    let mut report = Report {
-        scenario: "broadcast".into(),
-        system: format!("{:?}", t.system),
-        connections: members + 1,
-        notes: format!("{members} members, {rate} msg/s, {got}/{expected} deliveries"),
-        ..Report::default()
-    };
-    finish(&mut report, got, elapsed, &hist, before, after);
-    Ok(report)
+    Ok(f.report(
+        &format!("{:?}", t.system),
+        members,
+        rate,
+        elapsed,
+        before,
+        after,
+    ))
 }

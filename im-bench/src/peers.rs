@@ -370,14 +370,14 @@ pub(crate) async fn nats_pairs(
 }
 
 /// Broadcast state: per message, when it was sent and when the last member got it.
-struct Fanout {
+pub(crate) struct Fanout {
     sent_at: Vec<AtomicU64>,
     last_seen: Vec<AtomicU64>,
     received: AtomicU64,
 }
 
 impl Fanout {
-    fn new(total: usize) -> Arc<Fanout> {
+    pub(crate) fn new(total: usize) -> Arc<Fanout> {
         Arc::new(Fanout {
             sent_at: (0..=total).map(|_| AtomicU64::new(0)).collect(),
             last_seen: (0..=total).map(|_| AtomicU64::new(0)).collect(),
@@ -385,7 +385,7 @@ impl Fanout {
         })
     }
 
-    fn seen(&self, payload: &[u8]) {
+    pub(crate) fn seen(&self, payload: &[u8]) {
         if let Some((_, ix)) = parse_payload(payload) {
             if let Some(slot) = self.last_seen.get(ix as usize) {
                 slot.fetch_max(stats::now_ns(), Ordering::Relaxed);
@@ -394,7 +394,7 @@ impl Fanout {
         }
     }
 
-    fn report(
+    pub(crate) fn report(
         &self,
         system: &str,
         members: usize,
@@ -427,7 +427,7 @@ impl Fanout {
     }
 }
 
-async fn pace(
+pub(crate) async fn pace(
     f: &Fanout,
     rate: u64,
     mut send: impl AsyncFnMut(u64) -> Result<(), String>,
@@ -442,7 +442,7 @@ async fn pace(
     Ok(())
 }
 
-async fn settle(f: &Fanout, members: usize) {
+pub(crate) async fn settle(f: &Fanout, members: usize) {
     let expected = (f.sent_at.len() as u64 - 1) * members as u64;
     let deadline = Instant::now() + Duration::from_secs(10);
     while f.received.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
