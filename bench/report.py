@@ -82,9 +82,32 @@ im = next((r for r in ff if r["system"] != "Nats"), None)
 if nats and im and nats["per_second"] > 0:
     print(f"imkit/NATS: **{im['per_second'] / nats['per_second']:.2f}x**\n")
 table("5. Large group broadcast", "broadcast", "Latency: time until the last member has each message.")
-print("## Not yet measured\n")
-print("Scenario 4 (1,000 groups of 10, open-loop rate steps) and scenario 6 (reconnect storm, offline "
-      "drain) are not in the load tool yet.\n")
+table("4. Small groups, open-loop rate steps", "small-groups",
+      "Each group: 10 connections, one of which sends (imkit: the owner, a member that does not receive "
+      "its own message; peers: a publish-only connection beside 9 subscribers), so each message makes 9 "
+      "deliveries everywhere. The pacer offers the rate whatever the system answers; latency is per "
+      "delivery, from the time the pacer scheduled the message. MQTT publishes at QoS 1.")
+sg = [r for r in rows if r["scenario"] == "small-groups"]
+if sg:
+    print("| offered | imkit delivered/s | imkit/Mosquitto | imkit/NATS | p99 µs imkit / Mosquitto / NATS |")
+    print("|---|---|---|---|---|")
+    for label in dict.fromkeys(r["label"] for r in sg):
+        by = {r["system"]: r for r in sg if r["label"] == label}
+        im, mq, na = by.get("ImkitTcp"), by.get("Mqtt"), by.get("Nats")
+        if not im:
+            continue
+        ratio = lambda p: f"{im['per_second'] / p['per_second']:.2f}x" if p and p["per_second"] else "n/a"
+        p99 = " / ".join(f"{r['p99_us']:,}" if r else "n/a" for r in (im, mq, na))
+        print(f"| {label} | {fmt(im['per_second'])} | {ratio(mq)} | {ratio(na)} | {p99} |")
+    print()
+table("6a. Reconnect storm", "storm",
+      "Logins per second (delivered/s here) and the time from TCP connect to the login answer "
+      "(MQTT: CONNACK; NATS: the client's connect, which ends with a PONG).")
+table("6b. Offline drain", "drain",
+      "Users who logged in once and left are sent 100 messages each; then all log in at once. Latency is "
+      "per user, from connect to holding all 100. Mosquitto: persistent sessions with QoS 1 subscriptions "
+      "(its queue lives in memory, like imkit's memory store). NATS core keeps nothing for offline "
+      "subscribers, so it has no row.")
 try:
     print(open("bench/micro.md").read())
 except OSError:

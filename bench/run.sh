@@ -16,8 +16,12 @@ ulimit -n "$(ulimit -Hn)"
 
 if [ "$MODE" = full ]; then
   PAIRS=500; SECS=10; IDLE=10000; MEMBERS=5000; RATES="100 500"
+  NGROUPS=1000; GROUP_RATES=1000,2000,5000,10000,20000; STEP_SECS=5
+  STORM=10000; DRAIN_USERS=1000; DRAIN_MSGS=100
 else
-  PAIRS=100; SECS=3; IDLE=2000; MEMBERS=1000; RATES="100"
+  PAIRS=50; SECS=2; IDLE=1000; MEMBERS=500; RATES="100"
+  NGROUPS=100; GROUP_RATES=1000,5000; STEP_SECS=2
+  STORM=2000; DRAIN_USERS=200; DRAIN_MSGS=100
 fi
 WINDOW=16
 
@@ -84,6 +88,29 @@ for rate in $RATES; do
   run broadcast --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --members "$MEMBERS" --rate "$rate" --secs "$SECS"
   run broadcast --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --members "$MEMBERS" --rate "$rate" --secs "$SECS"
 done
+
+# 4. Small groups, open-loop rate steps.
+start_imkit --store memory
+run small-groups --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --groups "$NGROUPS" --rates "$GROUP_RATES" --secs "$STEP_SECS"
+stop_imkit
+run small-groups --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --groups "$NGROUPS" --rates "$GROUP_RATES" --secs "$STEP_SECS"
+run small-groups --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --groups "$NGROUPS" --rates "$GROUP_RATES" --secs "$STEP_SECS"
+
+# 6. Reconnect storm, then offline drain (NATS core keeps nothing offline).
+start_imkit --store memory
+run storm --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --conns "$STORM"
+stop_imkit
+run storm --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --conns "$STORM"
+run storm --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --conns "$STORM"
+DRAIN_STORES=("memory")
+[ "$MODE" = full ] && DRAIN_STORES+=("sqlite --durability full")
+for store in "${DRAIN_STORES[@]}"; do
+  # shellcheck disable=SC2086
+  start_imkit --store $store
+  run drain --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --users "$DRAIN_USERS" --messages "$DRAIN_MSGS" --label "$store"
+  stop_imkit
+done
+run drain --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --users "$DRAIN_USERS" --messages "$DRAIN_MSGS"
 
 python3 bench/report.py "$RESULTS" "$MODE" "bench/run.sh $MODE" > BENCHMARKS.md
 echo "wrote BENCHMARKS.md from $RESULTS" >&2

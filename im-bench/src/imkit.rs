@@ -19,10 +19,10 @@ use crate::peers::{Fanout, pace, settle};
 use crate::stats::{self, finish, histogram, parse_payload, payload};
 use crate::{Report, System, Target};
 
-type Rd = FramedRead<OwnedReadHalf, FrameCodec>;
-type Wr = FramedWrite<OwnedWriteHalf, FrameCodec>;
+pub(crate) type Rd = FramedRead<OwnedReadHalf, FrameCodec>;
+pub(crate) type Wr = FramedWrite<OwnedWriteHalf, FrameCodec>;
 
-fn token(secret: &str, user: &str) -> String {
+pub(crate) fn token(secret: &str, user: &str) -> String {
     HmacAuthenticator::new(secret).mint(&UserId::from(user), 3_600)
 }
 
@@ -36,7 +36,7 @@ fn run_id() -> String {
 }
 
 /// Connects and logs in over TCP; returns the split connection.
-async fn login(t: &Target, user: &str) -> Result<(Rd, Wr), String> {
+pub(crate) async fn login(t: &Target, user: &str) -> Result<(Rd, Wr), String> {
     let tcp = TcpStream::connect(&t.addr)
         .await
         .map_err(|e| format!("connect {}: {e}", t.addr))?;
@@ -67,7 +67,7 @@ async fn login(t: &Target, user: &str) -> Result<(Rd, Wr), String> {
 }
 
 /// Logs in many users with bounded concurrency.
-async fn login_many(t: &Target, users: Vec<String>) -> Result<Vec<(Rd, Wr)>, String> {
+pub(crate) async fn login_many(t: &Target, users: Vec<String>) -> Result<Vec<(Rd, Wr)>, String> {
     let bar = ProgressBar::new(users.len() as u64).with_message("logging in");
     let gate = Arc::new(Semaphore::new(256));
     let mut tasks = Vec::with_capacity(users.len());
@@ -145,7 +145,15 @@ pub(crate) async fn idle(t: &Target, conns: usize) -> Result<Report, String> {
     Ok(report)
 }
 
-fn send_frame(to: &str, group: bool, index: u64) -> Frame {
+pub(crate) fn send_frame(to: &str, group: bool, index: u64) -> Frame {
+    send_text_frame(to, group, payload(index))
+}
+
+/// Client message ids: unique within one generator run (users are too).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A `Send` of `text` to a user or a group.
+pub(crate) fn send_text_frame(to: &str, group: bool, text: String) -> Frame {
     use pb::send_request::To;
     let to = if group {
         To::GroupId(to.into())
@@ -153,11 +161,11 @@ fn send_frame(to: &str, group: bool, index: u64) -> Frame {
         To::UserId(to.into())
     };
     Packet::Send(pb::SendRequest {
-        client_msg_id: format!("{index:x}-{}", stats::now_ns()),
+        client_msg_id: format!("{:x}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
         to: Some(to),
         content: Some(pb::Content {
             body: Some(pb::content::Body::Text(pb::Text {
-                text: payload(index),
+                text,
                 mentions: vec![],
             })),
         }),
@@ -165,7 +173,38 @@ fn send_frame(to: &str, group: bool, index: u64) -> Frame {
     .to_frame(PacketId::new())
 }
 
-fn text_of(m: &pb::MessagePush) -> &[u8] {
+/// Creates a group owned by the connection's user; returns its id.
+pub(crate) async fn create_group(
+    rd: &mut Rd,
+    wr: &mut Wr,
+    name: &str,
+    members: Vec<String>,
+) -> Result<String, String> {
+    let create = Packet::GroupCreate(pb::GroupCreateRequest {
+        name: name.into(),
+        avatar: String::new(),
+        member_ids: members,
+    });
+    let id = PacketId::new();
+    wr.send(create.to_frame(id))
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let f = rd
+            .next()
+            .await
+            .ok_or("closed")?
+            .map_err(|e| e.to_string())?;
+        if f.header.packet_id == id {
+            return match Packet::from_frame(&f) {
+                Ok(Packet::GroupCreateResponse(r)) => Ok(r.group.ok_or("no group")?.group_id),
+                other => Err(format!("group create failed: {other:?}")),
+            };
+        }
+    }
+}
+
+pub(crate) fn text_of(m: &pb::MessagePush) -> &[u8] {
     match m
         .message
         .as_ref()
@@ -365,29 +404,7 @@ pub(crate) async fn broadcast(
     let sender_name = format!("bs{run}");
     let (mut s_rd, mut s_wr) = login(t, &sender_name).await?;
     let conns = login_many(t, names.clone()).await?;
-    // Create the group (the sender owns it).
-    let create = Packet::GroupCreate(pb::GroupCreateRequest {
-        name: "broadcast".into(),
-        avatar: String::new(),
-        member_ids: names,
-    });
-    let id = PacketId::new();
-    s_wr.send(create.to_frame(id))
-        .await
-        .map_err(|e| e.to_string())?;
-    let group = loop {
-        let f = s_rd
-            .next()
-            .await
-            .ok_or("closed")?
-            .map_err(|e| e.to_string())?;
-        if f.header.packet_id == id {
-            match Packet::from_frame(&f) {
-                Ok(Packet::GroupCreateResponse(r)) => break r.group.ok_or("no group")?.group_id,
-                other => return Err(format!("group create failed: {other:?}")),
-            }
-        }
-    };
+    let group = create_group(&mut s_rd, &mut s_wr, "broadcast", names).await?;
     let f = Fanout::new((rate * secs) as usize);
     let mut tasks = Vec::new();
     for (mut rd, wr) in conns {

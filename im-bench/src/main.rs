@@ -7,9 +7,11 @@
 //! `/proc/PID`). Loopback only; every run stops by itself.
 //! `bench/run.sh` runs them all and writes BENCHMARKS.md.
 
+mod groups;
 mod imkit;
 mod peers;
 mod stats;
+mod storm;
 
 use std::time::Duration;
 
@@ -102,6 +104,48 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         secs: u64,
     },
+    /// Many small groups, open-loop rate steps: one report per step.
+    SmallGroups {
+        #[command(flatten)]
+        target: Target,
+        /// Groups.
+        #[arg(long, default_value_t = 1_000)]
+        groups: usize,
+        /// Connections per group (one of them sends).
+        #[arg(long, default_value_t = 10)]
+        members: usize,
+        /// Offered messages per second, one step each (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1000,2000,5000,10000")]
+        rates: Vec<u64>,
+        /// Seconds per step.
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+    },
+    /// Reconnect storm: logins as fast as they go.
+    Storm {
+        #[command(flatten)]
+        target: Target,
+        /// Logins.
+        #[arg(long, default_value_t = 10_000)]
+        conns: usize,
+        /// Logins in flight at once.
+        #[arg(long, default_value_t = 500)]
+        concurrency: usize,
+    },
+    /// Offline drain: users with queued messages log in at once.
+    Drain {
+        #[command(flatten)]
+        target: Target,
+        /// Offline users.
+        #[arg(long, default_value_t = 1_000)]
+        users: usize,
+        /// Queued messages per user.
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        /// A label for the report (e.g. the store in use).
+        #[arg(long)]
+        label: Option<String>,
+    },
 }
 
 /// One scenario's result.
@@ -152,19 +196,21 @@ fn main() -> std::process::ExitCode {
             .map_err(|_| "scenario exceeded 600 s".to_string())?
     });
     match result {
-        Ok(report) => {
-            let line = serde_json::to_string(&report).unwrap_or_default();
-            println!("{line}");
-            if let Some(path) = cli.out {
-                use std::io::Write;
-                let appended = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .and_then(|mut f| writeln!(f, "{line}"));
-                if let Err(e) = appended {
-                    eprintln!("imkit-bench: cannot write {}: {e}", path.display());
-                    return std::process::ExitCode::FAILURE;
+        Ok(reports) => {
+            for report in reports {
+                let line = serde_json::to_string(&report).unwrap_or_default();
+                println!("{line}");
+                if let Some(path) = &cli.out {
+                    use std::io::Write;
+                    let appended = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .and_then(|mut f| writeln!(f, "{line}"));
+                    if let Err(e) = appended {
+                        eprintln!("imkit-bench: cannot write {}: {e}", path.display());
+                        return std::process::ExitCode::FAILURE;
+                    }
                 }
             }
             std::process::ExitCode::SUCCESS
@@ -176,8 +222,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(s: Scenario) -> Result<Report, String> {
-    match s {
+async fn run(s: Scenario) -> Result<Vec<Report>, String> {
+    let one = match s {
         Scenario::Idle { target, conns } => match target.system {
             System::ImkitTcp | System::ImkitWs => imkit::idle(&target, conns).await,
             System::Mqtt => peers::mqtt_idle(&target, conns).await,
@@ -215,5 +261,36 @@ async fn run(s: Scenario) -> Result<Report, String> {
             System::Mqtt => peers::mqtt_broadcast(&target, members, rate, secs).await,
             System::Nats => peers::nats_broadcast(&target, members, rate, secs).await,
         },
-    }
+        Scenario::SmallGroups {
+            target,
+            groups,
+            members,
+            rates,
+            secs,
+        } => return groups::small_groups(&target, groups, members, &rates, secs).await,
+        Scenario::Storm {
+            target,
+            conns,
+            concurrency,
+        } => storm::storm(&target, conns, concurrency).await,
+        Scenario::Drain {
+            target,
+            users,
+            messages,
+            label,
+        } => {
+            let mut r = match target.system {
+                System::ImkitTcp | System::ImkitWs => {
+                    storm::imkit_drain(&target, users, messages).await
+                }
+                System::Mqtt => storm::mqtt_drain(&target, users, messages).await,
+                System::Nats => Err("NATS core keeps nothing for offline subscribers".into()),
+            }?;
+            if let Some(label) = label {
+                r.label = label;
+            }
+            Ok(r)
+        }
+    }?;
+    Ok(vec![one])
 }

@@ -13,7 +13,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet as MqttPacket, 
 use crate::stats::{self, finish, histogram, parse_payload, payload};
 use crate::{Report, Target};
 
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     format!(
         "{:x}",
         std::time::SystemTime::now()
@@ -33,16 +33,27 @@ fn host_port(addr: &str) -> Result<(String, u16), String> {
 }
 
 /// An MQTT connection whose event loop has completed CONNECT.
-async fn mqtt_connect(
+pub(crate) async fn mqtt_connect(
     addr: &str,
     id: &str,
     inflight: u16,
+) -> Result<(AsyncClient, EventLoop), String> {
+    mqtt_session(addr, id, inflight, true).await
+}
+
+/// An MQTT connection; `clean` false resumes (or starts) a persistent
+/// session whose QoS 1 messages the broker queues while it is away.
+pub(crate) async fn mqtt_session(
+    addr: &str,
+    id: &str,
+    inflight: u16,
+    clean: bool,
 ) -> Result<(AsyncClient, EventLoop), String> {
     let (host, port) = host_port(addr)?;
     let mut opts = MqttOptions::new(id, host, port);
     opts.set_keep_alive(Duration::from_secs(60));
     opts.set_inflight(inflight.max(1));
-    opts.set_clean_session(true);
+    opts.set_clean_session(clean);
     let (client, mut el) = AsyncClient::new(opts, 1024);
     loop {
         match el.poll().await {
@@ -53,7 +64,7 @@ async fn mqtt_connect(
     }
 }
 
-async fn mqtt_subscribe(
+pub(crate) async fn mqtt_subscribe(
     client: &AsyncClient,
     el: &mut EventLoop,
     topic: &str,
@@ -137,14 +148,16 @@ pub(crate) async fn nats_idle(t: &Target, conns: usize) -> Result<Report, String
     Ok(r)
 }
 
-struct Shared {
-    delivered: AtomicU64,
-    measuring: AtomicBool,
-    hist: Mutex<hdrhistogram::Histogram<u64>>,
+/// Counters shared by every receiver of a scenario: deliveries inside
+/// the measured window and their latency.
+pub(crate) struct Shared {
+    pub(crate) delivered: AtomicU64,
+    pub(crate) measuring: AtomicBool,
+    pub(crate) hist: Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 impl Shared {
-    fn new() -> Arc<Shared> {
+    pub(crate) fn new() -> Arc<Shared> {
         Arc::new(Shared {
             delivered: AtomicU64::new(0),
             measuring: AtomicBool::new(false),
@@ -152,7 +165,7 @@ impl Shared {
         })
     }
 
-    fn record(&self, local: &mut hdrhistogram::Histogram<u64>, payload: &[u8]) {
+    pub(crate) fn record(&self, local: &mut hdrhistogram::Histogram<u64>, payload: &[u8]) {
         if !self.measuring.load(Ordering::Relaxed) {
             return;
         }
@@ -162,7 +175,7 @@ impl Shared {
         }
     }
 
-    fn merge(&self, local: &hdrhistogram::Histogram<u64>) {
+    pub(crate) fn merge(&self, local: &hdrhistogram::Histogram<u64>) {
         if let Ok(mut h) = self.hist.lock() {
             let _ = h.add(local);
         }

@@ -36,6 +36,11 @@ pub struct Limits {
     /// How long a graceful shutdown waits for connections to flush
     /// (default 5 s).
     pub shutdown_grace: Duration,
+    /// Connections the kernel may hold for a listener before they are
+    /// accepted (default 4,096; capped by `net.core.somaxconn`). A reconnect
+    /// storm overflows a short backlog, and each dropped SYN costs the
+    /// client a one-second retransmit.
+    pub listen_backlog: u32,
 }
 
 impl Default for Limits {
@@ -52,6 +57,7 @@ impl Default for Limits {
             write_batch_bytes: 64 * 1024,
             write_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            listen_backlog: 4_096,
         }
     }
 }

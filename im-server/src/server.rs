@@ -113,7 +113,7 @@ impl ServerBuilder {
         let mut listeners = Vec::new();
         for (addrs, kind) in [(&self.tcp, Kind::Tcp), (&self.ws, Kind::Ws)] {
             for addr in addrs {
-                let l = TcpListener::bind(addr)
+                let l = listen(addr, self.limits.listen_backlog)
                     .await
                     .map_err(|source| ServerError::Bind {
                         what: kind.name(),
@@ -154,6 +154,21 @@ impl ServerBuilder {
             tracker: TaskTracker::new(),
         })
     }
+}
+
+/// Binds `addr` (the first address it resolves to) with `backlog`.
+async fn listen(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let resolved = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "address resolves to nothing")
+    })?;
+    let socket = if resolved.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(resolved)?;
+    socket.listen(backlog)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
