@@ -53,6 +53,12 @@ pub enum Error {
         /// Current time, Unix seconds.
         now: u64,
     },
+    /// The login token was revoked.
+    #[error("the token was revoked")]
+    TokenRevoked,
+    /// The user's account is disabled.
+    #[error("user {0} is disabled")]
+    UserDisabled(String),
     /// A store backend failed; the operation may be retried.
     #[error("{backend} store error: {message}")]
     Store {
@@ -79,6 +85,8 @@ impl Error {
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::InvalidToken(_) => ErrorCode::InvalidToken,
             Error::TokenExpired { .. } => ErrorCode::TokenExpired,
+            Error::TokenRevoked => ErrorCode::TokenRevoked,
+            Error::UserDisabled(_) => ErrorCode::UserDisabled,
             Error::Store { .. } => ErrorCode::Unavailable,
             Error::Unavailable(_) => ErrorCode::Overloaded,
         }

@@ -2,12 +2,13 @@
 //!
 //! * [`model`]: ids, messages, groups.
 //! * [`store`]: one async trait per kind of state (presence, history,
-//!   offline inbox, read state, groups, contacts), held as `Arc<dyn …>`,
+//!   offline inbox, read state, groups, contacts, accounts), held as `Arc<dyn …>`,
 //!   with in-memory backends and, behind features, SQLite and Redis ones.
 //! * [`engine`]: the [`Engine`] that keeps the delivery contract (durable
 //!   before SENT, gap-free seq, idempotent resends, forward-only cursors,
 //!   unread from cursors) and returns what must be pushed to whom.
 //! * [`auth`] and [`push`]: the hooks an application plugs in.
+//! * [`blob`]: where the bytes of file messages live.
 //! * `testing` (feature `testing`): the conformance suite every store
 //!   backend runs.
 //!
@@ -15,6 +16,7 @@
 //! [`Engine::handle`].
 
 pub mod auth;
+pub mod blob;
 mod clock;
 pub mod engine;
 mod error;

@@ -89,6 +89,22 @@ string_id!(
     UserId,
     "user id"
 );
+/// The reserved user that server-side (system) messages come from. Nobody
+/// can log in as it.
+pub const SYSTEM_USER: &str = "_system";
+
+impl UserId {
+    /// The reserved sender of system messages ([`SYSTEM_USER`]).
+    pub fn system() -> UserId {
+        UserId::from(SYSTEM_USER)
+    }
+
+    /// Whether this is the reserved system user.
+    pub fn is_system(&self) -> bool {
+        self.as_str() == SYSTEM_USER
+    }
+}
+
 string_id!(
     /// A device's id, stable per installation.
     DeviceId,

@@ -37,6 +37,8 @@ pub enum ErrorCode {
     RateLimited = 2006,
     /// The user is disabled.
     UserDisabled = 2007,
+    /// The token was revoked.
+    TokenRevoked = 2008,
     // 3xxx: the request.
     /// A field is missing, empty, too long or otherwise invalid.
     InvalidArgument = 3001,
@@ -78,6 +80,7 @@ impl ErrorCode {
         ErrorCode::LoginTimeout,
         ErrorCode::RateLimited,
         ErrorCode::UserDisabled,
+        ErrorCode::TokenRevoked,
         ErrorCode::InvalidArgument,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,

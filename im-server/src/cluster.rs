@@ -158,6 +158,9 @@ impl RedisCluster {
                 }) => {
                     local.kick(&user, &device, reason);
                 }
+                Some(Envelope::Revoke { user, token_id }) => {
+                    local.revoke(&user, &token_id);
+                }
                 None => tracing::warn!("malformed cluster envelope dropped"),
             }
         }
@@ -180,6 +183,10 @@ impl ClusterBus for RedisCluster {
     async fn kick(&self, node: &NodeId, target: Target, reason: KickReason) {
         self.publish(node, encode_kick(&target.user, &target.device, reason))
             .await;
+    }
+
+    async fn revoke(&self, node: &NodeId, user: &UserId, token_id: &str) {
+        self.publish(node, encode_revoke(user, token_id)).await;
     }
 
     async fn serve(&self, local: LocalNode, shutdown: CancellationToken) {
@@ -209,6 +216,7 @@ impl ClusterBus for RedisCluster {
 // deliver: 0x01, u32 n, n × (str user, str device), u8 has_entry,
 //          [str conversation, u64 seq], frame bytes (the rest)
 // kick:    0x02, str user, str device, i32 reason
+// revoke:  0x03, str user, str token id
 // str:     u16 length, UTF-8 bytes
 
 enum Envelope {
@@ -221,6 +229,10 @@ enum Envelope {
         user: UserId,
         device: DeviceId,
         reason: KickReason,
+    },
+    Revoke {
+        user: UserId,
+        token_id: String,
     },
 }
 
@@ -267,6 +279,14 @@ fn encode_kick(user: &UserId, device: &DeviceId, reason: KickReason) -> Bytes {
     put_str(&mut b, user.as_str());
     put_str(&mut b, device.as_str());
     b.put_i32(reason as i32);
+    b.freeze()
+}
+
+fn encode_revoke(user: &UserId, token_id: &str) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_u8(3);
+    put_str(&mut b, user.as_str());
+    put_str(&mut b, token_id);
     b.freeze()
 }
 
@@ -326,6 +346,11 @@ fn decode(mut b: Bytes) -> Option<Envelope> {
                 reason,
             })
         }
+        3 => {
+            let user = UserId::new(get_str(&mut b)?);
+            let token_id = get_str(&mut b)?;
+            Some(Envelope::Revoke { user, token_id })
+        }
         _ => None,
     }
 }
@@ -375,6 +400,12 @@ mod tests {
                 );
             }
             _ => panic!("kick envelope"),
+        }
+        match decode(encode_revoke(&UserId::from("a"), "00ff")) {
+            Some(Envelope::Revoke { user, token_id }) => {
+                assert_eq!((user.as_str(), token_id.as_str()), ("a", "00ff"));
+            }
+            _ => panic!("revoke envelope"),
         }
         for junk in [&b""[..], &[1], &[1, 0, 0, 0, 9], &[2, 0, 5, b'a'], &[9, 9]] {
             assert!(decode(Bytes::copy_from_slice(junk)).is_none());

@@ -12,6 +12,8 @@
 pub mod cluster;
 mod config;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 mod registry;
 mod router;
 mod server;

@@ -108,6 +108,18 @@ struct RunArgs {
     /// How long a silent node counts as alive, in milliseconds [default: 5000].
     #[arg(long)]
     liveness_ttl_ms: Option<u64>,
+    /// Serve the HTTP API on this address, e.g. 127.0.0.1:7480 [default: off].
+    #[arg(long)]
+    http: Option<String>,
+    /// The key admin HTTP routes require [default: none, admin routes off].
+    #[arg(long, env = "IMKIT_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
+    /// Directory for uploaded files [default: ./imkit-files].
+    #[arg(long)]
+    files: Option<PathBuf>,
+    /// Largest file upload in bytes [default: 16777216].
+    #[arg(long)]
+    max_file_bytes: Option<usize>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -153,6 +165,10 @@ struct FileConfig {
     redis_url: Option<String>,
     redis_namespace: Option<String>,
     liveness_ttl_ms: Option<u64>,
+    http: Option<String>,
+    admin_key: Option<String>,
+    files: Option<PathBuf>,
+    max_file_bytes: Option<usize>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -314,9 +330,12 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
     let mut builder = Server::builder()
         .stores(stores)
         .engine_config(engine_config)
-        .authenticator(Arc::new(HmacAuthenticator::new(secret)))
+        .token_secret(secret)
         .limits(limits)
         .tcp(tcp);
+    if let Some(addr) = args.http.clone().or(file.http.clone()) {
+        builder = with_http(builder, addr, &args, &file)?;
+    }
     if ws != "off" {
         builder = builder.websocket(ws);
     }
@@ -325,6 +344,48 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
     }
     let server = builder.bind().await?;
     server.run_until(shutdown_signal()).await
+}
+
+#[cfg(feature = "http")]
+fn with_http(
+    builder: imkit_server::ServerBuilder,
+    addr: String,
+    args: &RunArgs,
+    file: &FileConfig,
+) -> Result<imkit_server::ServerBuilder, ServerError> {
+    use imkit_server::http::HttpOptions;
+    let dir = args
+        .files
+        .clone()
+        .or(file.files.clone())
+        .unwrap_or_else(|| PathBuf::from("imkit-files"));
+    let blobs = imkit_core::blob::DirBlobStore::open(&dir)?;
+    let defaults = HttpOptions::default();
+    let options = HttpOptions {
+        admin_key: args.admin_key.clone().or(file.admin_key.clone()),
+        max_file_bytes: args
+            .max_file_bytes
+            .or(file.max_file_bytes)
+            .unwrap_or(defaults.max_file_bytes),
+        ..defaults
+    };
+    if options.admin_key.is_none() {
+        tracing::warn!("no admin key: the HTTP admin routes answer 403");
+    }
+    tracing::info!(files = %dir.display(), "http api enabled");
+    Ok(builder.blob_store(Arc::new(blobs)).http(addr, options))
+}
+
+#[cfg(not(feature = "http"))]
+fn with_http(
+    _: imkit_server::ServerBuilder,
+    _: String,
+    _: &RunArgs,
+    _: &FileConfig,
+) -> Result<imkit_server::ServerBuilder, ServerError> {
+    Err(ServerError::Config(
+        "this build has no http feature; rebuild with --features http".into(),
+    ))
 }
 
 #[cfg(feature = "sqlite")]

@@ -31,6 +31,13 @@ pub struct ConnHandle {
 struct Kick {
     token: CancellationToken,
     reason: Mutex<Option<(KickReason, String)>>,
+    /// The id of the login token the session used ([`imkit_core::auth::token_id`]),
+    /// so revoking a token can close exactly its sessions.
+    login_token: Mutex<Option<u128>>,
+}
+
+fn parse_token_id(token_id: &str) -> Option<u128> {
+    u128::from_str_radix(token_id, 16).ok()
 }
 
 impl ConnHandle {
@@ -57,6 +64,17 @@ impl ConnHandle {
     /// Resolves when the connection has been kicked.
     pub async fn kicked(&self) {
         self.kick.token.cancelled().await;
+    }
+
+    /// Records the id of the token this connection logged in with.
+    pub fn set_token_id(&self, token_id: &str) {
+        *self.kick.login_token.lock() = parse_token_id(token_id);
+    }
+
+    /// Whether this connection logged in with the token of this id.
+    pub fn logged_in_with(&self, token_id: &str) -> bool {
+        let mine = *self.kick.login_token.lock();
+        mine.is_some() && mine == parse_token_id(token_id)
     }
 
     /// Why the connection was kicked, if it was.

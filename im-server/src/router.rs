@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use imkit_core::model::{InboxEntry, NodeId};
+use imkit_core::model::{InboxEntry, NodeId, UserId};
 use imkit_core::{Engine, Push, Target};
 use imkit_proto::pb::KickReason;
 use tokio::sync::mpsc::error::TrySendError;
@@ -31,6 +31,10 @@ pub trait ClusterBus: Send + Sync + 'static {
 
     /// Asks `node` to kick a device's connection (a newer login elsewhere).
     async fn kick(&self, node: &NodeId, target: Target, reason: KickReason);
+
+    /// Asks `node` to close `user`'s connections that logged in with the
+    /// token of this id (it was revoked).
+    async fn revoke(&self, node: &NodeId, user: &UserId, token_id: &str);
 
     /// Receives what other nodes send this one and hands it to `local`,
     /// until `shutdown`. The server runs this for as long as it serves.
@@ -69,6 +73,12 @@ impl LocalNode {
         reason: KickReason,
     ) -> bool {
         crate::session::kick_local(&self.registry, user, device, reason)
+    }
+
+    /// Closes a user's local connections that logged in with the token of
+    /// this id; returns how many.
+    pub fn revoke(&self, user: &UserId, token_id: &str) -> usize {
+        crate::session::kick_token_local(&self.registry, user, token_id)
     }
 }
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use imkit_core::auth::{Authenticator, HmacAuthenticator};
+use imkit_core::auth::{AccountGuard, Authenticator, HmacAuthenticator};
 use imkit_core::push::{LogPushNotifier, PushNotifier};
 use imkit_core::store::Stores;
 use imkit_core::{Engine, EngineConfig};
@@ -33,6 +33,11 @@ pub struct ServerBuilder {
     limits: Limits,
     tcp: Vec<String>,
     ws: Vec<String>,
+    minter: Option<HmacAuthenticator>,
+    #[cfg(feature = "http")]
+    http: Option<(String, crate::http::HttpOptions)>,
+    #[cfg(feature = "http")]
+    blobs: Option<Arc<dyn imkit_core::blob::BlobStore>>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -64,10 +69,28 @@ impl ServerBuilder {
         self
     }
 
-    /// Checks login tokens with the built-in HMAC scheme and this secret.
-    pub fn token_secret(self, secret: impl Into<Vec<u8>>) -> Self {
+    /// Checks login tokens with the built-in HMAC scheme and this secret
+    /// (and lets the HTTP admin API issue and revoke them).
+    pub fn token_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
         let clock = self.engine_config.clock.clone();
-        self.authenticator(Arc::new(HmacAuthenticator::with_clock(secret, clock)))
+        let hmac = HmacAuthenticator::with_clock(secret, clock);
+        self.minter = Some(hmac.clone());
+        self.authenticator(Arc::new(hmac))
+    }
+
+    /// Serves the HTTP API on `addr` with these options (feature `http`).
+    #[cfg(feature = "http")]
+    pub fn http(mut self, addr: impl Into<String>, options: crate::http::HttpOptions) -> Self {
+        self.http = Some((addr.into(), options));
+        self
+    }
+
+    /// Where uploaded files live (default: in memory; the binary uses a
+    /// directory).
+    #[cfg(feature = "http")]
+    pub fn blob_store(mut self, blobs: Arc<dyn imkit_core::blob::BlobStore>) -> Self {
+        self.blobs = Some(blobs);
+        self
     }
 
     /// Who is told about messages for users with no device online
@@ -107,11 +130,23 @@ impl ServerBuilder {
         let auth = self.auth.ok_or_else(|| {
             ServerError::Config("an authenticator (or token secret) is required".into())
         })?;
-        if self.tcp.is_empty() && self.ws.is_empty() {
+        #[cfg(feature = "http")]
+        let no_http = self.http.is_none();
+        #[cfg(not(feature = "http"))]
+        let no_http = true;
+        if self.tcp.is_empty() && self.ws.is_empty() && no_http {
             return Err(ServerError::Config("no listener configured".into()));
         }
         let mut listeners = Vec::new();
-        for (addrs, kind) in [(&self.tcp, Kind::Tcp), (&self.ws, Kind::Ws)] {
+        #[cfg(feature = "http")]
+        let http_addrs: Vec<String> = self.http.iter().map(|(a, _)| a.clone()).collect();
+        #[cfg(not(feature = "http"))]
+        let http_addrs: Vec<String> = Vec::new();
+        for (addrs, kind) in [
+            (&self.tcp, Kind::Tcp),
+            (&self.ws, Kind::Ws),
+            (&http_addrs, Kind::Http),
+        ] {
             for addr in addrs {
                 let l = listen(addr, self.limits.listen_backlog)
                     .await
@@ -124,6 +159,10 @@ impl ServerBuilder {
             }
         }
         let stores = self.stores.unwrap_or_else(Stores::memory);
+        // Revoked tokens, disabled accounts and the system user are refused
+        // whatever checks the token itself.
+        let auth: Arc<dyn Authenticator> =
+            Arc::new(AccountGuard::new(auth, stores.accounts.clone()));
         let engine = Engine::with_notifier(stores, self.engine_config, self.notifier);
         // A node that restarts may have left presence entries behind.
         let node = engine.config().node.clone();
@@ -147,11 +186,26 @@ impl ServerBuilder {
             limits: self.limits.clone(),
             shutdown: CancellationToken::new(),
         });
+        #[cfg(feature = "http")]
+        let http = self.http.map(|(_, options)| crate::http::AppState {
+            server: ServerHandle {
+                shared: shared.clone(),
+            },
+            auth: shared.auth.clone(),
+            minter: self.minter.clone(),
+            blobs: self
+                .blobs
+                .unwrap_or_else(|| Arc::new(imkit_core::blob::MemoryBlobStore::default())),
+            options: Arc::new(options),
+            clock: shared.engine.config().clock.clone(),
+        });
         Ok(Server {
             listeners,
             permits: Arc::new(Semaphore::new(self.limits.max_connections)),
             shared,
             tracker: TaskTracker::new(),
+            #[cfg(feature = "http")]
+            http,
         })
     }
 }
@@ -175,6 +229,7 @@ async fn listen(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
 enum Kind {
     Tcp,
     Ws,
+    Http,
 }
 
 impl Kind {
@@ -182,6 +237,7 @@ impl Kind {
         match self {
             Kind::Tcp => "tcp",
             Kind::Ws => "websocket",
+            Kind::Http => "http",
         }
     }
 }
@@ -192,6 +248,8 @@ pub struct Server {
     permits: Arc<Semaphore>,
     shared: Arc<Shared>,
     tracker: TaskTracker,
+    #[cfg(feature = "http")]
+    http: Option<crate::http::AppState>,
 }
 
 impl std::fmt::Debug for Server {
@@ -199,6 +257,7 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("tcp", &self.tcp_addr())
             .field("ws", &self.ws_addr())
+            .field("http", &self.http_addr())
             .finish_non_exhaustive()
     }
 }
@@ -238,6 +297,70 @@ impl ServerHandle {
         &self.shared.router
     }
 
+    /// Closes a user's connections on every node (or only `device`'s) with
+    /// `reason`; returns how many were asked to close.
+    pub async fn kick_user(
+        &self,
+        user: &imkit_core::model::UserId,
+        device: Option<&imkit_core::model::DeviceId>,
+        reason: imkit_proto::pb::KickReason,
+    ) -> Result<usize, ServerError> {
+        let mut n = 0;
+        for (d, h) in self.shared.registry.user(user) {
+            if device.is_none_or(|want| *want == d) {
+                h.kick(reason, session::kick_message(reason));
+                n += 1;
+            }
+        }
+        let here = &self.shared.engine.config().node;
+        if let Some(bus) = &self.shared.bus {
+            for loc in self.shared.engine.stores().presence.locate(user).await? {
+                if &loc.node != here && device.is_none_or(|want| *want == loc.device) {
+                    let target = imkit_core::Target {
+                        user: user.clone(),
+                        device: loc.device,
+                        node: loc.node.clone(),
+                    };
+                    bus.kick(&loc.node, target, reason).await;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Closes the connections that logged in with the token of this id, on
+    /// every node; returns how many closed on this node plus how many other
+    /// nodes were asked.
+    pub async fn revoke_sessions(
+        &self,
+        user: &imkit_core::model::UserId,
+        token_id: &str,
+    ) -> Result<usize, ServerError> {
+        let mut n = session::kick_token_local(&self.shared.registry, user, token_id);
+        let here = &self.shared.engine.config().node;
+        if let Some(bus) = &self.shared.bus {
+            let mut nodes: Vec<_> = self
+                .shared
+                .engine
+                .stores()
+                .presence
+                .locate(user)
+                .await?
+                .into_iter()
+                .map(|l| l.node)
+                .filter(|node| node != here)
+                .collect();
+            nodes.sort();
+            nodes.dedup();
+            for node in nodes {
+                bus.revoke(&node, user, token_id).await;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Kicks a user's device off this node; returns whether it was here.
     pub fn kick(
         &self,
@@ -261,6 +384,11 @@ impl Server {
             limits: Limits::default(),
             tcp: Vec::new(),
             ws: Vec::new(),
+            minter: None,
+            #[cfg(feature = "http")]
+            http: None,
+            #[cfg(feature = "http")]
+            blobs: None,
         }
     }
 
@@ -279,6 +407,11 @@ impl Server {
     /// The first WebSocket listener's address.
     pub fn ws_addr(&self) -> Option<SocketAddr> {
         self.addr(Kind::Ws)
+    }
+
+    /// The HTTP API's address (feature `http`).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.addr(Kind::Http)
     }
 
     /// A handle to shut the server down or reach its engine.
@@ -306,6 +439,8 @@ impl Server {
             permits,
             shared,
             tracker,
+            #[cfg(feature = "http")]
+            http,
         } = self;
         if let Some(bus) = shared.bus.clone() {
             let local = LocalNode::new(shared.router.clone(), shared.registry.clone());
@@ -313,6 +448,13 @@ impl Server {
             tracker.spawn(async move { bus.serve(local, token).await });
         }
         for (kind, listener) in listeners {
+            if kind == Kind::Http {
+                #[cfg(feature = "http")]
+                if let Some(state) = http.clone() {
+                    tracker.spawn(crate::http::serve(listener, state, shared.shutdown.clone()));
+                }
+                continue;
+            }
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(kind = kind.name(), %addr, node = %shared.engine.config().node, "listening");
             }
@@ -396,7 +538,8 @@ async fn connection(
 ) {
     let max = shared.limits.max_inbound_frame;
     let (reader, writer) = match kind {
-        Kind::Tcp => transport::tcp(stream, max),
+        // HTTP listeners are served by axum, never through here.
+        Kind::Tcp | Kind::Http => transport::tcp(stream, max),
         Kind::Ws => {
             let _ = stream.set_nodelay(true);
             let handshake = tokio_tungstenite::accept_async_with_config(

@@ -264,6 +264,8 @@ impl Session {
                 return Flow::Continue;
             }
         };
+        self.handle
+            .set_token_id(&imkit_core::auth::token_id(&req.token));
         // Register first, so pushes routed while the engine logs us in reach us.
         if let Some(old) = self
             .shared
@@ -370,6 +372,19 @@ impl Session {
     }
 }
 
+/// Kicks every local connection of `user` that logged in with the token
+/// of this id; returns how many.
+pub(crate) fn kick_token_local(registry: &Registry, user: &UserId, token_id: &str) -> usize {
+    let mut n = 0;
+    for (_, h) in registry.user(user) {
+        if h.logged_in_with(token_id) {
+            h.kick(KickReason::TokenRevoked, "the login token was revoked");
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Kicks a local device's connection, for a cluster peer that saw a newer
 /// login elsewhere.
 pub(crate) fn kick_local(
@@ -380,9 +395,21 @@ pub(crate) fn kick_local(
 ) -> bool {
     match registry.get(user, device) {
         Some(h) => {
-            h.kick(reason, "logged in again on another node");
+            h.kick(reason, kick_message(reason));
             true
         }
         None => false,
+    }
+}
+
+/// The text a `Kicked` packet carries for a reason.
+pub(crate) fn kick_message(reason: KickReason) -> &'static str {
+    match reason {
+        KickReason::DuplicateLogin => "logged in again on another connection",
+        KickReason::Admin => "logged out by an administrator",
+        KickReason::TokenRevoked => "the login token was revoked",
+        KickReason::SlowConsumer => "the connection could not keep up",
+        KickReason::ServerShutdown => "the server is shutting down",
+        KickReason::Unspecified => "closed by the server",
     }
 }

@@ -68,6 +68,18 @@ impl Engine {
         match (to_user, to_group) {
             (Some(peer), None) => {
                 let peer = UserId::parse(peer)?;
+                if peer.is_system() {
+                    return Err(Error::Forbidden(
+                        "the system user does not take messages".into(),
+                    ));
+                }
+                if caller.user.is_system() {
+                    // Server-side notices ignore block lists.
+                    return Ok((
+                        ConversationId::direct(&caller.user, &peer),
+                        vec![peer, caller.user.clone()],
+                    ));
+                }
                 if peer == caller.user {
                     return Err(Error::InvalidArgument(
                         "cannot send to yourself; use another device's sync".into(),
@@ -92,7 +104,16 @@ impl Engine {
             }
             (None, Some(g)) => {
                 let g = GroupId::parse(g)?;
-                let members = self.group_member_ids(caller, &g).await?;
+                let members = if caller.user.is_system() {
+                    // The system speaks in any group without joining it.
+                    let members = self.inner.stores.groups.members(&g).await?;
+                    if members.is_empty() {
+                        return Err(Error::NotFound(format!("group {g}")));
+                    }
+                    members.into_iter().map(|m| m.user).collect()
+                } else {
+                    self.group_member_ids(caller, &g).await?
+                };
                 Ok((ConversationId::group(&g), members))
             }
             _ => Err(Error::InvalidArgument(
@@ -239,6 +260,14 @@ impl Engine {
             duplicate: appended.duplicate,
         };
         Ok(Outcome::new(reply, pushes))
+    }
+
+    /// Sends a message from the reserved system user ([`UserId::system`]) to
+    /// a user or any group, for server-side notices. It is stored, numbered
+    /// and delivered like any other message; block lists do not apply.
+    pub async fn send_as_system(&self, req: pb::SendRequest) -> Result<Outcome<pb::SendResponse>> {
+        let caller = Caller::new(UserId::system(), DeviceId::from("server"));
+        self.send(&caller, req).await
     }
 
     /// Moves a delivered or read cursor forward and tells whoever should know.

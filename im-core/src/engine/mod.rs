@@ -283,6 +283,9 @@ impl Engine {
 
     /// Records a device's login on this node and collects what it missed.
     pub async fn login(&self, user: &UserId, device: &DeviceId) -> Result<LoginOutcome> {
+        if user.is_system() {
+            return Err(Error::Forbidden(format!("{user} cannot log in")));
+        }
         let s = &self.inner.stores;
         let node = &self.inner.config.node;
         s.read_state.register_device(user, device).await?;

@@ -4,6 +4,7 @@
 //! Every backend passes the same conformance suite ([`crate::testing`]).
 //! [`Stores`] bundles one of each.
 
+mod accounts;
 mod contacts;
 mod groups;
 mod history;
@@ -18,6 +19,7 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
+pub use accounts::{Account, AccountStore};
 pub use contacts::ContactStore;
 pub use groups::GroupStore;
 pub use history::{Direction, HistoryStore};
@@ -40,6 +42,8 @@ pub struct Stores {
     pub groups: Arc<dyn GroupStore>,
     /// Friends and blocks.
     pub contacts: Arc<dyn ContactStore>,
+    /// Accounts and revoked tokens.
+    pub accounts: Arc<dyn AccountStore>,
 }
 
 impl Stores {
@@ -52,6 +56,7 @@ impl Stores {
             read_state: Arc::new(memory::MemoryReadState::default()),
             groups: Arc::new(memory::MemoryGroups::default()),
             contacts: Arc::new(memory::MemoryContacts::default()),
+            accounts: Arc::new(memory::MemoryAccounts::default()),
         }
     }
 }

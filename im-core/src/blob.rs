@@ -1,0 +1,275 @@
+//! File storage for file messages: the [`BlobStore`] trait, a local
+//! directory backend ([`DirBlobStore`], the server's default) and an
+//! in-memory one.
+//!
+//! A blob is written once under an id the server chooses, with its size,
+//! SHA-256, content type and name; a file message carries the id
+//! (`File.blob_id`). Plug in your own store (S3, a CDN origin) by
+//! implementing the trait.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+
+use crate::model::UserId;
+use crate::{Error, Result};
+
+/// What is known about a stored blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    /// The id a file message refers to.
+    pub id: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+    /// The uploader's content type, e.g. `image/png`.
+    pub content_type: String,
+    /// The uploader's file name (may be empty).
+    pub name: String,
+    /// Who uploaded it (the system user for admin uploads).
+    pub owner: UserId,
+    /// When it was stored, Unix milliseconds.
+    pub created_ms: u64,
+}
+
+impl BlobMeta {
+    /// Metadata for `data`: a fresh id and the bytes' hash and size.
+    pub fn describe(
+        data: &[u8],
+        content_type: &str,
+        name: &str,
+        owner: UserId,
+        created_ms: u64,
+    ) -> BlobMeta {
+        BlobMeta {
+            id: format!("f{}", uuid::Uuid::now_v7().simple()),
+            size: data.len() as u64,
+            sha256: hex(&Sha256::digest(data)),
+            content_type: content_type.to_owned(),
+            name: name.to_owned(),
+            owner,
+            created_ms,
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `id` has the shape [`BlobMeta::describe`] gives ids, so a
+/// backend can refuse anything else before touching storage.
+pub fn valid_blob_id(id: &str) -> bool {
+    id.len() == 33 && id.starts_with('f') && id[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Where file bytes live.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Stores `data` under `meta.id`. Fails with `Conflict` if the id is taken.
+    async fn put(&self, meta: BlobMeta, data: Bytes) -> Result<()>;
+
+    /// The blob's metadata and bytes, or `None`.
+    async fn get(&self, id: &str) -> Result<Option<(BlobMeta, Bytes)>>;
+}
+
+/// Blobs in memory: for tests and throwaway servers.
+#[derive(Default)]
+pub struct MemoryBlobStore {
+    blobs: Mutex<HashMap<String, (BlobMeta, Bytes)>>,
+}
+
+impl std::fmt::Debug for MemoryBlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBlobStore")
+            .field("blobs", &self.blobs.lock().len())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl BlobStore for MemoryBlobStore {
+    async fn put(&self, meta: BlobMeta, data: Bytes) -> Result<()> {
+        let mut blobs = self.blobs.lock();
+        if blobs.contains_key(&meta.id) {
+            return Err(Error::Conflict(format!("blob {} exists", meta.id)));
+        }
+        blobs.insert(meta.id.clone(), (meta, data));
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<(BlobMeta, Bytes)>> {
+        Ok(self.blobs.lock().get(id).cloned())
+    }
+}
+
+/// Blobs as files in a local directory: `<id>` holds the bytes and
+/// `<id>.meta` the metadata (one `key=value` per line). Each file is
+/// written to a temporary name, synced and renamed, so a crash never leaves
+/// half a blob under its id.
+#[derive(Debug, Clone)]
+pub struct DirBlobStore {
+    dir: PathBuf,
+}
+
+impl DirBlobStore {
+    /// Uses `dir`, creating it if needed.
+    pub fn open(dir: impl AsRef<Path>) -> Result<DirBlobStore> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::store("blob", format!("cannot create {}: {e}", dir.display())))?;
+        Ok(DirBlobStore { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::store("blob", format!("{what} {}: {e}", path.display()))
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io_err("cannot create", &tmp, e))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_err("cannot write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_err("cannot rename", &tmp, e))
+}
+
+fn encode_meta(m: &BlobMeta) -> String {
+    // Values are single-line: names and content types have newlines removed.
+    let clean = |s: &str| s.replace(['\n', '\r'], " ");
+    format!(
+        "id={}\nsize={}\nsha256={}\ncontent_type={}\nname={}\nowner={}\ncreated_ms={}\n",
+        m.id,
+        m.size,
+        m.sha256,
+        clean(&m.content_type),
+        clean(&m.name),
+        m.owner,
+        m.created_ms
+    )
+}
+
+fn decode_meta(text: &str) -> Option<BlobMeta> {
+    let fields: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    Some(BlobMeta {
+        id: (*fields.get("id")?).to_owned(),
+        size: fields.get("size")?.parse().ok()?,
+        sha256: (*fields.get("sha256")?).to_owned(),
+        content_type: (*fields.get("content_type")?).to_owned(),
+        name: (*fields.get("name")?).to_owned(),
+        owner: UserId::new(*fields.get("owner")?),
+        created_ms: fields.get("created_ms")?.parse().ok()?,
+    })
+}
+
+#[async_trait]
+impl BlobStore for DirBlobStore {
+    async fn put(&self, meta: BlobMeta, data: Bytes) -> Result<()> {
+        if !valid_blob_id(&meta.id) {
+            return Err(Error::InvalidArgument(format!("bad blob id {:?}", meta.id)));
+        }
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let path = dir.join(&meta.id);
+            if path.exists() {
+                return Err(Error::Conflict(format!("blob {} exists", meta.id)));
+            }
+            // Bytes first, metadata last: a blob is visible once its .meta is.
+            write_atomically(&path, &data)?;
+            write_atomically(
+                &dir.join(format!("{}.meta", meta.id)),
+                encode_meta(&meta).as_bytes(),
+            )
+        })
+        .await
+        .map_err(|e| Error::store("blob", format!("write task failed: {e}")))?
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<(BlobMeta, Bytes)>> {
+        if !valid_blob_id(id) {
+            return Ok(None);
+        }
+        let dir = self.dir.clone();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let meta_path = dir.join(format!("{id}.meta"));
+            let text = match std::fs::read_to_string(&meta_path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err("cannot read", &meta_path, e)),
+            };
+            let meta = decode_meta(&text).ok_or_else(|| {
+                Error::store("blob", format!("{} is corrupt", meta_path.display()))
+            })?;
+            let path = dir.join(&id);
+            let data = std::fs::read(&path).map_err(|e| io_err("cannot read", &path, e))?;
+            Ok(Some((meta, Bytes::from(data))))
+        })
+        .await
+        .map_err(|e| Error::store("blob", format!("read task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn conforms(store: &dyn BlobStore) {
+        let data = Bytes::from_static(b"hello, file");
+        let meta = BlobMeta::describe(&data, "text/plain", "hello.txt", UserId::from("ada"), 7);
+        assert!(valid_blob_id(&meta.id), "{}", meta.id);
+        assert_eq!(meta.size, 11);
+        // sha256sum of "hello, file".
+        assert_eq!(
+            meta.sha256,
+            "4444d0751827a9f4783eba8fcbc44f20225d068050b48310850b702b4cfbebdd"
+        );
+        assert_eq!(store.get(&meta.id).await.expect("get"), None);
+        store.put(meta.clone(), data.clone()).await.expect("put");
+        let (got, bytes) = store.get(&meta.id).await.expect("get").expect("stored");
+        assert_eq!(got, meta);
+        assert_eq!(bytes, data);
+        assert!(matches!(
+            store.put(meta.clone(), Bytes::from_static(b"other")).await,
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(store.get("../etc/passwd").await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn memory_conforms() {
+        conforms(&MemoryBlobStore::default()).await;
+    }
+
+    #[tokio::test]
+    async fn dir_conforms_and_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = DirBlobStore::open(dir.path()).expect("open");
+        conforms(&store).await;
+        let data = Bytes::from(vec![7u8; 100_000]);
+        let meta = BlobMeta::describe(
+            &data,
+            "application/octet-stream",
+            "a\nb",
+            UserId::from("x"),
+            1,
+        );
+        store.put(meta.clone(), data.clone()).await.expect("put");
+        let reopened = DirBlobStore::open(dir.path()).expect("reopen");
+        let (got, bytes) = reopened.get(&meta.id).await.expect("get").expect("there");
+        assert_eq!(bytes, data);
+        assert_eq!(got.name, "a b", "newlines cannot break the metadata file");
+    }
+}

@@ -1,0 +1,332 @@
+//! The HTTP API (feature `http`): accounts and tokens, contacts, groups,
+//! server-side sends and notifications, files, health.
+//!
+//! Everything goes through the same [`imkit_core::Engine`] and [`Router`]
+//! as the live protocol, so a message sent over HTTP is stored, numbered
+//! and delivered like any other. Every route is listed once in
+//! [`route_table`]; `docs/openapi.json` describes the same routes, and a
+//! test keeps the two equal.
+//!
+//! Authentication: admin routes (`/v1/admin/...`) take
+//! `Authorization: Bearer <admin key>`; user routes take
+//! `Authorization: Bearer <login token>` and act as that user (device
+//! `http`). Errors are JSON: `{"error": {"code", "name", "message"}}` with
+//! the protocol's error codes.
+
+mod admin;
+mod error;
+mod files;
+mod json;
+mod user;
+
+use std::sync::Arc;
+
+use axum::Router as Axum;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use axum::routing::{MethodRouter, delete, get, post};
+use imkit_core::auth::{Authenticator, HmacAuthenticator};
+use imkit_core::blob::BlobStore;
+use imkit_core::model::{DeviceId, UserId};
+use imkit_core::{Caller, Clock};
+
+use crate::server::ServerHandle;
+
+pub use error::ApiError;
+pub(crate) use error::{JsonBody, PathArgs, QueryArgs, optional_json};
+
+/// Settings of the HTTP API. Every limit has a default.
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// The key admin routes require; `None` turns admin routes off (they
+    /// answer 403).
+    pub admin_key: Option<String>,
+    /// Largest JSON request body (default 64 KiB).
+    pub max_json_bytes: usize,
+    /// Largest file upload (default 16 MiB).
+    pub max_file_bytes: usize,
+    /// Validity of tokens the admin API issues when the request names none
+    /// (default 24 h).
+    pub default_token_ttl_secs: u64,
+    /// Longest validity the admin API issues (default 30 days).
+    pub max_token_ttl_secs: u64,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
+            .field("max_json_bytes", &self.max_json_bytes)
+            .field("max_file_bytes", &self.max_file_bytes)
+            .field("default_token_ttl_secs", &self.default_token_ttl_secs)
+            .field("max_token_ttl_secs", &self.max_token_ttl_secs)
+            .finish()
+    }
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            admin_key: None,
+            max_json_bytes: 64 * 1024,
+            max_file_bytes: 16 * 1024 * 1024,
+            default_token_ttl_secs: 86_400,
+            max_token_ttl_secs: 30 * 86_400,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) server: ServerHandle,
+    /// Logins (with the account rules applied).
+    pub(crate) auth: Arc<dyn Authenticator>,
+    /// Issues and inspects tokens; `None` when the server uses a custom
+    /// authenticator instead of the built-in tokens.
+    pub(crate) minter: Option<HmacAuthenticator>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) options: Arc<HttpOptions>,
+    pub(crate) clock: Clock,
+}
+
+/// The device id HTTP requests act as.
+pub const HTTP_DEVICE: &str = "http";
+
+/// Every route: (method, path, handler). The router and the OpenAPI test
+/// both read this table.
+pub(crate) fn route_table(
+    options: &HttpOptions,
+) -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    use admin as a;
+    use user as u;
+    let upload = post(files::upload).layer(DefaultBodyLimit::max(options.max_file_bytes));
+    vec![
+        (Method::GET, "/health", get(health)),
+        (Method::GET, "/ready", get(ready)),
+        // Admin: accounts and tokens.
+        (Method::POST, "/v1/admin/users", post(a::create_user)),
+        (Method::GET, "/v1/admin/users/{user_id}", get(a::get_user)),
+        (
+            Method::POST,
+            "/v1/admin/users/{user_id}/disable",
+            post(a::disable_user),
+        ),
+        (
+            Method::POST,
+            "/v1/admin/users/{user_id}/enable",
+            post(a::enable_user),
+        ),
+        (
+            Method::POST,
+            "/v1/admin/users/{user_id}/tokens",
+            post(a::issue_token),
+        ),
+        (
+            Method::POST,
+            "/v1/admin/users/{user_id}/logout",
+            post(a::force_logout),
+        ),
+        (
+            Method::GET,
+            "/v1/admin/users/{user_id}/presence",
+            get(a::presence),
+        ),
+        (
+            Method::POST,
+            "/v1/admin/tokens/revoke",
+            post(a::revoke_token),
+        ),
+        // Admin: groups, messages, notifications.
+        (Method::POST, "/v1/admin/groups", post(a::create_group)),
+        (
+            Method::POST,
+            "/v1/admin/groups/{group_id}/members",
+            post(a::add_members),
+        ),
+        (
+            Method::DELETE,
+            "/v1/admin/groups/{group_id}/members/{user_id}",
+            delete(a::remove_member),
+        ),
+        (Method::POST, "/v1/admin/messages", post(a::send_message)),
+        (Method::POST, "/v1/admin/notifications", post(a::notify)),
+        // User.
+        (Method::GET, "/v1/me", get(u::me)),
+        (Method::GET, "/v1/contacts", get(u::contacts)),
+        (
+            Method::POST,
+            "/v1/contacts/requests",
+            post(u::friend_request),
+        ),
+        (
+            Method::POST,
+            "/v1/contacts/requests/{user_id}/accept",
+            post(u::friend_accept),
+        ),
+        (
+            Method::DELETE,
+            "/v1/contacts/friends/{user_id}",
+            delete(u::friend_remove),
+        ),
+        (Method::POST, "/v1/contacts/blocks", post(u::block)),
+        (
+            Method::DELETE,
+            "/v1/contacts/blocks/{user_id}",
+            delete(u::unblock),
+        ),
+        (Method::GET, "/v1/groups", get(u::groups)),
+        (Method::POST, "/v1/groups", post(u::create_group)),
+        (
+            Method::GET,
+            "/v1/groups/{group_id}/members",
+            get(u::group_members),
+        ),
+        (Method::GET, "/v1/conversations", get(u::conversations)),
+        (
+            Method::GET,
+            "/v1/conversations/{conversation_id}/messages",
+            get(u::history),
+        ),
+        // Files (a user token or the admin key).
+        (Method::POST, "/v1/files", upload),
+        (Method::GET, "/v1/files/{file_id}", get(files::download)),
+    ]
+}
+
+/// The (method, path) pairs the API serves, for documentation checks.
+pub fn routes() -> Vec<(String, String)> {
+    route_table(&HttpOptions::default())
+        .into_iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_owned()))
+        .collect()
+}
+
+/// The axum router over `state`.
+pub(crate) fn router(state: AppState) -> Axum {
+    let mut router = Axum::new();
+    for (_, path, route) in route_table(&state.options) {
+        router = router.route(path, route);
+    }
+    router
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .layer(DefaultBodyLimit::max(state.options.max_json_bytes))
+        .with_state(state)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when the stores answer.
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let stores = state.server.engine().stores();
+    stores
+        .accounts
+        .get(&UserId::from("_readiness_probe"))
+        .await
+        .map_err(ApiError::unavailable)?;
+    stores
+        .presence
+        .locate(&UserId::from("_readiness_probe"))
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok(axum::Json(serde_json::json!({ "status": "ready" })))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Compares without an early exit, so timing does not reveal the key.
+fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+/// An admin request: the bearer is the admin key.
+pub(crate) struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(key) = &state.options.admin_key else {
+            return Err(ApiError::forbidden(
+                "the admin API is off: start the server with an admin key",
+            ));
+        };
+        match bearer(&parts.headers) {
+            Some(given) if same_secret(given, key) => Ok(Admin),
+            Some(_) => Err(ApiError::unauthorized("wrong admin key")),
+            None => Err(ApiError::unauthorized(
+                "missing Authorization: Bearer <admin key>",
+            )),
+        }
+    }
+}
+
+/// A user request: the bearer is a login token; acts as device `http`.
+pub(crate) struct User(pub(crate) Caller);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <login token>"))?;
+        let user = state.auth.authenticate(token).await?;
+        Ok(User(Caller::new(user, DeviceId::from(HTTP_DEVICE))))
+    }
+}
+
+/// Either an admin or a user (file routes).
+pub(crate) enum Principal {
+    Admin,
+    User(UserId),
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let (Some(key), Some(given)) = (&state.options.admin_key, bearer(&parts.headers)) {
+            if same_secret(given, key) {
+                return Ok(Principal::Admin);
+            }
+        }
+        let User(caller) = User::from_request_parts(parts, state).await?;
+        Ok(Principal::User(caller.user))
+    }
+}
+
+/// Serves the API on `listener` until `shutdown`.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(kind = "http", %addr, "listening");
+    }
+    let app = router(state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "http server failed");
+    }
+}
