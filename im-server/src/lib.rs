@@ -6,7 +6,10 @@
 //! limit, dispatch to the [`imkit_core::Engine`]) plus a writer task that
 //! drains a bounded queue in batches; the [`Router`] delivers the engine's
 //! pushes to local queues, to other nodes through a [`ClusterBus`], or to
-//! the offline inbox. The `imkit-server` binary wraps all of it.
+//! the offline inbox. With feature `http`, [`http`] serves the HTTP API
+//! (accounts, tokens, server-side sends, files; see docs/openapi.json)
+//! through the same engine and router. The `imkit-server` binary wraps all
+//! of it.
 
 #[cfg(feature = "redis")]
 pub mod cluster;
