@@ -1,10 +1,10 @@
 //! The HTTP API (feature `http`): accounts and tokens, contacts, groups,
 //! server-side sends and notifications, files, health.
 //!
-//! Everything goes through the same [`imkit_core::Engine`] and [`Router`]
+//! Everything goes through the same [`imkit_core::Engine`] and [`crate::Router`]
 //! as the live protocol, so a message sent over HTTP is stored, numbered
 //! and delivered like any other. Every route is listed once in
-//! [`route_table`]; `docs/openapi.json` describes the same routes, and a
+//! the route table ([`routes`] lists it); `docs/openapi.json` describes the same routes, and a
 //! test keeps the two equal.
 //!
 //! Authentication: admin routes (`/v1/admin/...`) take
