@@ -31,7 +31,16 @@ print(f"Mode **{mode}**, made by `{command}` on this project's machine: {cpu}, "
       f"{version(['mosquitto', '-h'])}; {version(['nats-server', '--version'])}. "
       "This machine is a shared VM: repeated runs vary by up to 2x, so compare within one run.\n")
 print("Latency is from the timestamp in the payload to receipt at the receiver (broadcast: to the last "
-      "member). CPU is the server's user+system time per delivered message.\n")
+      "member). CPU is the server's user+system time per delivered message; server / generator CPU is the "
+      "share of a core each used while measuring (each is pinned to one core, so near 100% means that "
+      "side was the limit).\n")
+
+
+def share(r):
+    s, g = r.get("server_cpu_share"), r.get("generator_cpu_share")
+    if s is None or g is None:
+        return "n/a"
+    return f"{s * 100:.0f}% / {g * 100:.0f}%"
 
 
 def table(title, scenario, note=""):
@@ -41,12 +50,12 @@ def table(title, scenario, note=""):
     print(f"## {title}\n")
     if note:
         print(note + "\n")
-    print("| system | label | connections | delivered/s | p50 µs | p99 µs | p99.9 µs | CPU µs/msg | RSS MiB | notes |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| system | label | connections | delivered/s | p50 µs | p99 µs | p99.9 µs | CPU µs/msg | server / generator CPU | RSS MiB | notes |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in sel:
         rss = r["rss_bytes"] / 2**20 if r.get("rss_bytes") else None
         print(f"| {r['system']} | {r['label']} | {r['connections']:,} | {fmt(r['per_second'])} | {r['p50_us']:,} | "
-              f"{r['p99_us']:,} | {r['p999_us']:,} | {fmt(r.get('cpu_us_per_message'))} | {fmt(rss)} | {r['notes']} |")
+              f"{r['p99_us']:,} | {r['p999_us']:,} | {fmt(r.get('cpu_us_per_message'))} | {share(r)} | {fmt(rss)} | {r['notes']} |")
     print()
 
 
@@ -108,6 +117,67 @@ table("6b. Offline drain", "drain",
       "per user, from connect to holding all 100. Mosquitto: persistent sessions with QoS 1 subscriptions "
       "(its queue lives in memory, like imkit's memory store). NATS core keeps nothing for offline "
       "subscribers, so it has no row.")
+
+
+def pick(scenario, system, label=None, note=None):
+    for r in rows:
+        if r["scenario"] == scenario and r["system"] == system and (label is None or r["label"] == label) \
+                and (note is None or note in r["notes"]):
+            return r
+    return None
+
+
+def verdict(ok):
+    return "met" if ok else "**not met**"
+
+
+targets = []
+mq = pick("reliable", "Mqtt")
+for label, want in (("memory", 10), ("sqlite --durability full", 3)):
+    im = pick("reliable", "ImkitTcp", label)
+    if im and mq and mq["per_second"]:
+        ratio = im["per_second"] / mq["per_second"]
+        p99_ok = im["p99_us"] <= mq["p99_us"]
+        extra = f", p99 {im['p99_us']:,} vs {mq['p99_us']:,} µs" if label == "memory" else ""
+        targets.append((f"1:1 reliable, {label}: ≥ {want}x Mosquitto QoS 1" + (", p99 no worse" if label == "memory" else ""),
+                        f"{ratio:.2f}x{extra}", verdict(ratio >= want and (p99_ok or label != "memory"))))
+im, na = pick("fire-and-forget", "ImkitTcp"), pick("fire-and-forget", "Nats")
+if im and na and na["per_second"]:
+    ratio = im["per_second"] / na["per_second"]
+    targets.append(("fire-and-forget: ≥ 0.5x NATS core", f"{ratio:.2f}x", verdict(ratio >= 0.5)))
+for system, limit in (("ImkitTcp", 4096), ("ImkitWs", 8192)):
+    r = pick("idle", system)
+    if r and r.get("rss_per_connection") is not None:
+        per = r["rss_per_connection"]
+        targets.append((f"idle {system}: ≤ {limit // 1024} KiB per connection", f"{per / 1024:.1f} KiB", verdict(per <= limit)))
+bs = [r for r in rows if r["scenario"] == "broadcast" and r["system"] == "ImkitTcp"]
+if bs:
+    # 100 msg/s to 5,000 members offers only 500,000 deliveries/s, so the
+    # throughput target is read off the best rate step.
+    best = max(bs, key=lambda r: r["per_second"])
+    targets.append(("large group: ≥ 1,000,000 deliveries/s (best rate step)",
+                    f"{best['per_second']:,.0f}/s ({best['notes'].split(';')[0]})", verdict(best["per_second"] >= 1e6)))
+b = pick("broadcast", "ImkitTcp", note=" 100 msg/s")
+if b:
+    targets.append(("large group, 100 msg/s: p99 to the last member < 50 ms",
+                    f"{b['p99_us'] / 1000:,.1f} ms ({b['notes']})", verdict(b["p99_us"] < 50_000)))
+try:
+    failed = [l.strip() for l in open(f"target/bench/failed-{mode}.txt") if l.strip()]
+except OSError:
+    failed = []
+if failed:
+    print("## Runs that did not complete\n")
+    print("These runs ended with an error (the generator's last words follow each), so they have no row above.\n")
+    for l in failed:
+        print(f"- {l}")
+    print()
+if targets:
+    print("## Targets (issue 7) in this run\n")
+    print("| target | measured | |")
+    print("|---|---|---|")
+    for t in targets:
+        print(f"| {t[0]} | {t[1]} | {t[2]} |")
+    print()
 try:
     print(open("bench/micro.md").read())
 except OSError:

@@ -11,7 +11,9 @@ MODE="${1:-short}"
 OUT=target/bench
 mkdir -p "$OUT"
 RESULTS="$OUT/results-$MODE.jsonl"
+FAILED="$OUT/failed-$MODE.txt"
 : > "$RESULTS"
+: > "$FAILED"
 ulimit -n "$(ulimit -Hn)"
 
 if [ "$MODE" = full ]; then
@@ -54,7 +56,13 @@ start_imkit() {  # args: extra imkit-server flags
   IMKIT_PID=$!; PIDS+=("$IMKIT_PID"); wait_port 18400
 }
 stop_imkit() { kill "$IMKIT_PID" 2>/dev/null || true; wait "$IMKIT_PID" 2>/dev/null || true; }
-run() { echo "== $*" >&2; timeout 300 $BENCH "$@" --out "$RESULTS" >/dev/null || echo "   (failed: $*)" >&2; }
+run() {
+  echo "== $*" >&2
+  if ! timeout 300 $BENCH "$@" --out "$RESULTS" >/dev/null 2>"$OUT/last.err"; then
+    echo "   (failed: $*)" >&2
+    echo "$*: $(grep -v '^\s*$' "$OUT/last.err" | tail -1)" >> "$FAILED"
+  fi
+}
 
 # 1. Idle footprint.
 start_imkit --store memory

@@ -80,6 +80,40 @@ async fn websocket_and_tcp_clients_talk_to_each_other() {
     server.stop().await;
 }
 
+/// The server reads WebSocket messages through a 1 KiB buffer; a message
+/// many times that size must still arrive whole, both ways.
+#[tokio::test]
+async fn large_messages_cross_the_websocket_read_buffer() {
+    let server = TestServer::start().await;
+    let (alice, mut alice_ev) = login(&server.ws_url(), "alice", "web").await;
+    let (bob, mut bob_ev) = login(&server.ws_url(), "bob", "web").await;
+    let data: Vec<u8> = (0..60_000u32).map(|i| (i % 253) as u8).collect();
+    let custom = |data: Vec<u8>| imkit::proto::pb::Content {
+        body: Some(imkit::proto::pb::content::Body::Custom(
+            imkit::proto::pb::Custom {
+                kind: "blob".into(),
+                data: data.into(),
+            },
+        )),
+    };
+    alice
+        .send(Peer::user("bob"), custom(data.clone()))
+        .await
+        .expect("SENT");
+    let got = &messages(&mut bob_ev, 1).await[0];
+    let Some(imkit::proto::pb::content::Body::Custom(c)) =
+        got.content.as_ref().and_then(|c| c.body.as_ref())
+    else {
+        panic!("custom content")
+    };
+    assert_eq!(&c.data[..], &data[..]);
+    bob.send(Peer::user("alice"), custom(data.clone()))
+        .await
+        .expect("SENT");
+    assert_eq!(messages(&mut alice_ev, 1).await[0].seq, 2);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn offline_user_receives_in_order_once_at_login() {
     let server = TestServer::start().await;

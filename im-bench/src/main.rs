@@ -172,6 +172,10 @@ struct Report {
     rss_bytes: Option<u64>,
     /// Server RSS added per connection, bytes (idle scenario).
     rss_per_connection: Option<f64>,
+    /// Server CPU seconds per second while measuring (1.0 = one core busy).
+    server_cpu_share: Option<f64>,
+    /// The generator's CPU seconds per second (it is pinned to one core).
+    generator_cpu_share: Option<f64>,
     /// Anything worth knowing about the run.
     notes: String,
 }

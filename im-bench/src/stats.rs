@@ -11,11 +11,19 @@ use hdrhistogram::Histogram;
 pub(crate) struct ProcSample {
     pub(crate) cpu: Duration,
     pub(crate) rss: u64,
+    /// This generator's own CPU time at the same moment, to tell when the
+    /// generator rather than the server is the limit.
+    pub(crate) generator_cpu: Duration,
 }
 
-/// Reads /proc/PID/stat and /proc/PID/status.
+/// Reads /proc/PID/stat and /proc/PID/status (and this process's CPU).
 pub(crate) fn sample(pid: Option<u32>) -> Option<ProcSample> {
-    let pid = pid?;
+    let mut s = read_proc(pid?)?;
+    s.generator_cpu = read_proc(std::process::id()).map_or(Duration::ZERO, |me| me.cpu);
+    Some(s)
+}
+
+fn read_proc(pid: u32) -> Option<ProcSample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses.
     let rest = stat.rsplit_once(')')?.1;
@@ -34,6 +42,7 @@ pub(crate) fn sample(pid: Option<u32>) -> Option<ProcSample> {
     Some(ProcSample {
         cpu: Duration::from_secs_f64((utime + stime) as f64 / ticks as f64),
         rss: rss_kb * 1024,
+        generator_cpu: Duration::ZERO,
     })
 }
 
@@ -112,6 +121,9 @@ pub(crate) fn finish(
                 Some((a.cpu - b.cpu).as_secs_f64() * 1e6 / delivered as f64);
         }
         report.rss_bytes = Some(a.rss);
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        report.server_cpu_share = Some((a.cpu - b.cpu).as_secs_f64() / secs);
+        report.generator_cpu_share = Some((a.generator_cpu - b.generator_cpu).as_secs_f64() / secs);
     }
 }
 

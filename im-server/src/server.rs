@@ -519,10 +519,13 @@ async fn refuse(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-/// WebSocket buffers sized for chat frames, not tungstenite's 128 KiB default.
+/// WebSocket buffers sized for chat frames, not tungstenite's 128 KiB
+/// default: reads go through 1 KiB (larger messages still arrive whole;
+/// the buffer is a read chunk, not a limit), writes are not buffered. This
+/// is 3 KiB of the server's memory per idle WebSocket connection.
 pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_write_buffer_size(limits.max_outbound_frame * 2)
         .max_message_size(Some(limits.max_inbound_frame))
@@ -542,10 +545,12 @@ async fn connection(
         Kind::Tcp | Kind::Http => transport::tcp(stream, max),
         Kind::Ws => {
             let _ = stream.set_nodelay(true);
-            let handshake = tokio_tungstenite::accept_async_with_config(
+            // Boxed so the connection's task does not keep room for the
+            // handshake once it is done.
+            let handshake = Box::pin(tokio_tungstenite::accept_async_with_config(
                 stream,
                 Some(ws_config(&shared.limits)),
-            );
+            ));
             match tokio::time::timeout(shared.limits.login_deadline, handshake).await {
                 Ok(Ok(ws)) => transport::websocket(ws, max),
                 Ok(Err(e)) => {

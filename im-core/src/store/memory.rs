@@ -4,9 +4,10 @@
 //! Locks are `parking_lot` mutexes, sharded where traffic is heavy, and are
 //! never held across an `.await` (no method awaits while holding one).
 
-use std::collections::hash_map::{DefaultHasher, Entry};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -23,24 +24,33 @@ const SHARDS: usize = 64;
 /// Default cap on conversations pending in one device's inbox.
 pub const DEFAULT_INBOX_CAP: usize = 10_000;
 
+/// foldhash, randomly seeded per map: several times faster than SipHash
+/// on the short string keys here, and still keyed against flooding.
+type FastState = foldhash::fast::RandomState;
+type FastMap<K, V> = HashMap<K, V, FastState>;
+
 /// A map split over many mutexes by key hash.
 struct Sharded<K, V> {
-    shards: Box<[Mutex<HashMap<K, V>>]>,
+    shards: Box<[Mutex<FastMap<K, V>>]>,
+    hasher: FastState,
 }
 
 impl<K: Hash + Eq, V> Default for Sharded<K, V> {
     fn default() -> Self {
         Sharded {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(FastMap::default()))
+                .collect(),
+            hasher: FastState::default(),
         }
     }
 }
 
 impl<K: Hash + Eq, V> Sharded<K, V> {
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<HashMap<K, V>> {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<FastMap<K, V>> {
+        let h = self.hasher.hash_one(key);
+        // The high bits: the maps inside use the low ones.
+        &self.shards[((h >> 32) as usize) % SHARDS]
     }
 }
 
@@ -131,7 +141,9 @@ type ClientKey = (UserId, String);
 /// In-memory [`HistoryStore`].
 #[derive(Default)]
 pub struct MemoryHistory {
-    conversations: Sharded<ConversationId, Vec<Message>>,
+    /// Each message behind an `Arc`, so growing a long conversation's log
+    /// moves pointers, not messages.
+    conversations: Sharded<ConversationId, Vec<Arc<Message>>>,
     by_client: Sharded<ClientKey, (ConversationId, u64)>,
     by_id: Sharded<MessageId, (ConversationId, u64)>,
 }
@@ -144,7 +156,7 @@ impl MemoryHistory {
             .lock()
             .get(conversation)?
             .get(idx)
-            .cloned()
+            .map(|m| Message::clone(m))
     }
 }
 
@@ -170,6 +182,7 @@ impl HistoryStore for MemoryHistory {
                 let idx = usize::try_from(target.saturating_sub(1)).unwrap_or(usize::MAX);
                 match log.get_mut(idx) {
                     Some(t) if target > 0 => {
+                        let t = Arc::make_mut(t);
                         t.recalled = true;
                         t.content = Default::default();
                     }
@@ -182,7 +195,7 @@ impl HistoryStore for MemoryHistory {
                 }
             }
             let message = Message::from_new(new, log.len() as u64 + 1);
-            log.push(message.clone());
+            log.push(Arc::new(message.clone()));
             message
         };
         clients.insert(key, (message.conversation.clone(), message.seq));
@@ -231,7 +244,11 @@ impl HistoryStore for MemoryHistory {
         Ok(match direction {
             Direction::Forward => {
                 let start = usize::try_from(from_seq).unwrap_or(usize::MAX).min(len);
-                log[start..].iter().take(limit).cloned().collect()
+                log[start..]
+                    .iter()
+                    .take(limit)
+                    .map(|m| Message::clone(m))
+                    .collect()
             }
             Direction::Backward => {
                 let end = if from_seq == 0 {
@@ -239,7 +256,12 @@ impl HistoryStore for MemoryHistory {
                 } else {
                     usize::try_from(from_seq - 1).unwrap_or(usize::MAX).min(len)
                 };
-                log[..end].iter().rev().take(limit).cloned().collect()
+                log[..end]
+                    .iter()
+                    .rev()
+                    .take(limit)
+                    .map(|m| Message::clone(m))
+                    .collect()
             }
         })
     }
