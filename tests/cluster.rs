@@ -166,3 +166,65 @@ async fn a_login_on_another_node_kicks_the_first() {
         n.stop().await;
     }
 }
+
+/// Revoking a token on one node closes the sessions that used it on the
+/// others, and only those; disabling-style forced logouts reach every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_and_forced_logout_reach_other_nodes() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let nodes = nodes(&redis, 2).await;
+    let auth = imkit::core::auth::HmacAuthenticator::new(SECRET);
+    let user = imkit::core::model::UserId::from("dana");
+    let revoked = auth.mint(&user, 600);
+    let kept = auth.mint(&user, 700);
+    let addr = nodes[1].tcp.to_string();
+    let (c1, mut phone) = imkit::client::Client::connect(&addr, Default::default())
+        .await
+        .expect("connect");
+    c1.login(&revoked, "phone").await.expect("login");
+    let (c2, mut laptop) = imkit::client::Client::connect(&addr, Default::default())
+        .await
+        .expect("connect");
+    c2.login(&kept, "laptop").await.expect("login");
+
+    // Node 0 records the revocation and asks node 1 to close its sessions.
+    let id = imkit::core::auth::token_id(&revoked);
+    let stores = nodes[0].handle.engine().stores();
+    stores
+        .accounts
+        .revoke_token(&id, u64::MAX / 2)
+        .await
+        .expect("revoke");
+    let asked = nodes[0]
+        .handle
+        .revoke_sessions(&user, &id)
+        .await
+        .expect("revoke sessions");
+    assert_eq!(asked, 1, "one other node holds dana's sessions");
+    let reason = wait_for(&mut phone, |e| match e {
+        Event::Kicked { reason, .. } => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, pb::KickReason::TokenRevoked);
+    // The laptop, on another token, stays until a forced logout from node 0.
+    let closed = nodes[0]
+        .handle
+        .kick_user(&user, None, pb::KickReason::Admin)
+        .await
+        .expect("kick");
+    assert!(closed >= 1);
+    let reason = wait_for(&mut laptop, |e| match e {
+        Event::Kicked { reason, .. } => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, pb::KickReason::Admin);
+    // A revoked token cannot log in on any node.
+    let (c3, _e) = imkit::client::Client::connect(&nodes[0].tcp.to_string(), Default::default())
+        .await
+        .expect("connect");
+    assert!(c3.login(&revoked, "phone").await.is_err());
+}

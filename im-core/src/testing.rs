@@ -131,6 +131,13 @@ pub async fn account_suite(store: Arc<dyn AccountStore>) {
         !store.is_revoked(&other).await.expect("is_revoked"),
         "only the revoked token"
     );
+    // A token minted elsewhere may claim any expiry.
+    let forever = fresh("tok");
+    store
+        .revoke_token(&forever, u64::MAX)
+        .await
+        .expect("revoke a token that never expires");
+    assert!(store.is_revoked(&forever).await.expect("is_revoked"));
 }
 
 /// offline, per-node listing and clearing.

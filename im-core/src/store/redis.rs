@@ -1333,11 +1333,14 @@ impl AccountStore for RedisAccounts {
     async fn revoke_token(&self, token_id: &str, expires_at: u64) -> Result<()> {
         let mut c = self.0.connection();
         // EXAT: the record disappears when the token would have expired.
+        // Redis refuses times past its range; a token minted elsewhere may
+        // claim any expiry, so the record is kept until year 9999 at most.
+        const LAST_EXAT: u64 = 253_402_300_799;
         let _: () = redis::cmd("SET")
             .arg(self.0.key(&["revoked", token_id]))
             .arg(1)
             .arg("EXAT")
-            .arg(expires_at.max(1))
+            .arg(expires_at.clamp(1, LAST_EXAT))
             .query_async(&mut c)
             .await
             .map_err(err)?;
