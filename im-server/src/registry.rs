@@ -3,8 +3,7 @@
 //! across an `.await`.
 
 use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -84,17 +83,23 @@ impl ConnHandle {
 }
 
 type Devices = Vec<(DeviceId, ConnHandle)>;
+/// foldhash, randomly seeded: the registry is hit once per delivery.
+type UserMap = HashMap<UserId, Devices, foldhash::fast::RandomState>;
 
 /// Every logged-in connection on this node.
 pub struct Registry {
-    shards: Box<[Mutex<HashMap<UserId, Devices>>]>,
+    shards: Box<[Mutex<UserMap>]>,
+    hasher: foldhash::fast::RandomState,
     count: AtomicU64,
 }
 
 impl Default for Registry {
     fn default() -> Self {
         Registry {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(UserMap::default()))
+                .collect(),
+            hasher: foldhash::fast::RandomState::default(),
             count: AtomicU64::new(0),
         }
     }
@@ -107,10 +112,10 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    fn shard(&self, user: &UserId) -> &Mutex<HashMap<UserId, Devices>> {
-        let mut h = DefaultHasher::new();
-        user.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+    fn shard(&self, user: &UserId) -> &Mutex<UserMap> {
+        // High bits pick the shard; the map inside uses the low ones.
+        let h = self.hasher.hash_one(user);
+        &self.shards[((h >> 32) as usize) % SHARDS]
     }
 
     /// Registers a connection; returns the handle it replaced, if the same
