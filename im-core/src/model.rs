@@ -18,8 +18,16 @@ fn valid_id_char(c: char) -> bool {
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, Eq, PartialOrd, Ord)]
         pub struct $name(Arc<str>);
+
+        // Hashes the text, like `str`, so lookups by `&str` (through
+        // `Borrow<str>`) agree with `eq`.
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state)
+            }
+        }
 
         impl PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
