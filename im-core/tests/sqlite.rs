@@ -196,3 +196,41 @@ async fn a_failed_write_in_a_batch_does_not_undo_the_others() {
 }
 
 use imkit_core::Error;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_read_is_an_error_and_the_readers_carry_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = SqliteOptions {
+        read_pool: 1,
+        ..SqliteOptions::default()
+    };
+    let db = Db::open(dir.path().join("panic.db"), options).expect("open");
+    let r: Result<(), Error> = db
+        .read(|_| -> imkit_core::Result<()> { panic!("a read job that panics") })
+        .await;
+    assert!(matches!(r, Err(Error::Store { .. })), "got {r:?}");
+    // The single reader thread survived and still answers.
+    let n: i64 = db
+        .read(|c| {
+            c.query_row("SELECT 41 + 1", [], |r| r.get(0))
+                .map_err(|e| Error::store("sqlite", e))
+        })
+        .await
+        .expect("read after a panic");
+    assert_eq!(n, 42);
+    // Many concurrent reads through a small pool all complete.
+    let mut tasks = Vec::new();
+    for i in 0..500i64 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.read(move |c| {
+                c.query_row("SELECT ?1 * 2", [i], |r| r.get::<_, i64>(0))
+                    .map_err(|e| Error::store("sqlite", e))
+            })
+            .await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.expect("task").expect("read"), i as i64 * 2);
+    }
+}

@@ -7,8 +7,12 @@
 //!   fsync for the whole batch), and only then answers the callers. So an
 //!   acknowledged write is durable, and throughput does not collapse to one
 //!   fsync per message.
-//! * **Reads never wait behind writes**: WAL mode, and a pool of separate
-//!   read connections used from `spawn_blocking`.
+//! * **Reads never wait behind writes**: WAL mode, and a fixed set of
+//!   reader threads, each with its own connection, fed from one bounded
+//!   queue. A busy reader takes the next job without sleeping, so reads do
+//!   not pay a thread hand-off each (as `spawn_blocking` would).
+//! * **Every statement is prepared once** per connection and reused from
+//!   rusqlite's statement cache ([`CachedExt`]).
 //! * **Schema versions** live in `PRAGMA user_version`; [`MIGRATIONS`] are
 //!   applied in order at open, so an older database upgrades in place.
 //! * **Durability** is a setting: [`Durability::Full`] (default) survives
@@ -24,7 +28,7 @@ use async_trait::async_trait;
 use imkit_proto::pb;
 use parking_lot::Mutex;
 use prost::Message as _;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Params, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::*;
@@ -153,8 +157,10 @@ pub enum Durability {
 pub struct SqliteOptions {
     /// Commit durability (default [`Durability::Full`]).
     pub durability: Durability,
-    /// Idle read connections kept open (default 8).
+    /// Reader threads, each with its own connection (default 4).
     pub read_pool: usize,
+    /// Reads queued for the readers before callers wait (default 8,192).
+    pub read_queue: usize,
     /// Jobs queued for the writer before callers wait (default 8,192).
     pub write_queue: usize,
     /// Most jobs committed in one transaction (default 1,024).
@@ -167,7 +173,8 @@ impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             durability: Durability::Full,
-            read_pool: 8,
+            read_pool: 4,
+            read_queue: 8_192,
             write_queue: 8_192,
             max_batch: 1_024,
             inbox_cap: crate::store::memory::DEFAULT_INBOX_CAP,
@@ -177,13 +184,47 @@ impl Default for SqliteOptions {
 
 type Completion = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Statements through rusqlite's per-connection cache, so each SQL text is
+/// parsed once per connection rather than on every call.
+pub trait CachedExt {
+    /// [`Connection::execute`] with a cached statement.
+    fn exec<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// [`Connection::query_row`] with a cached statement.
+    fn row<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl CachedExt for Connection {
+    fn exec<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
+/// Distinct statements kept prepared per connection (rusqlite's default is
+/// 16, fewer than the stores use, which would re-parse on every call).
+const STATEMENT_CACHE: usize = 128;
 
 /// A SQLite database: the writer thread and the read pool. Every SQLite
 /// store holds one of these.
 pub struct Db {
     path: PathBuf,
     writer: mpsc::Sender<Job>,
-    readers: Mutex<Vec<Connection>>,
+    readers: flume::Sender<ReadJob>,
     options: SqliteOptions,
 }
 
@@ -201,6 +242,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
         .map_err(db_err)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(db_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
@@ -255,10 +297,19 @@ impl Db {
             .name("imkit-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, max_batch))
             .map_err(db_err)?;
+        let (read_tx, read_rx) = flume::bounded::<ReadJob>(options.read_queue.max(1));
+        for i in 0..options.read_pool.max(1) {
+            let conn = open_connection(&path)?;
+            let jobs = read_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("imkit-sqlite-reader-{i}"))
+                .spawn(move || reader_loop(conn, jobs))
+                .map_err(db_err)?;
+        }
         Ok(Arc::new(Db {
             path,
             writer: tx,
-            readers: Mutex::new(Vec::new()),
+            readers: read_tx,
             options,
         }))
     }
@@ -294,26 +345,34 @@ impl Db {
             .map_err(|_| Error::Unavailable("sqlite writer has stopped".into()))?
     }
 
-    /// Runs `f` on a read connection, off the async threads.
+    /// Runs `f` on a reader thread's connection, off the async threads.
     pub async fn read<R: Send + 'static>(
-        self: &Arc<Self>,
+        &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = match db.readers.lock().pop() {
-                Some(c) => c,
-                None => open_connection(&db.path)?,
-            };
-            let r = f(&conn);
-            let mut pool = db.readers.lock();
-            if pool.len() < db.options.read_pool {
-                pool.push(conn);
-            }
-            r
-        })
-        .await
-        .map_err(|e| Error::store(BACKEND, format!("read task failed: {e}")))?
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.readers
+            .send_async(job)
+            .await
+            .map_err(|_| Error::Unavailable("sqlite readers have stopped".into()))?;
+        // A job that panicked dropped its sender unanswered.
+        rx.await
+            .map_err(|_| Error::store(BACKEND, "read failed: the reader panicked"))?
+    }
+}
+
+/// One reader thread: runs read jobs on its own connection until every
+/// handle to the database is gone. A panicking job is contained (its caller
+/// sees an error) and the thread carries on.
+fn reader_loop(conn: Connection, jobs: flume::Receiver<ReadJob>) {
+    while let Ok(job) = jobs.recv() {
+        let run = std::panic::AssertUnwindSafe(|| job(&conn));
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!("sqlite read job panicked");
+        }
     }
 }
 
@@ -416,7 +475,7 @@ impl HistoryStore for SqliteHistory {
         self.0
             .write(move |c| {
                 let existing = c
-                    .query_row(
+                    .row(
                         &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender = ?1 AND client_msg_id = ?2"),
                         params![new.sender.as_str(), new.client_msg_id],
                         row_to_message,
@@ -429,7 +488,7 @@ impl HistoryStore for SqliteHistory {
                 if let Some(target) = recall_target(&new.content) {
                     let empty = encode_content(&pb::Content::default());
                     let n = c
-                        .execute(
+                        .exec(
                             "UPDATE messages SET recalled = 1, content = ?3 WHERE conversation = ?1 AND seq = ?2",
                             params![new.conversation.as_str(), i64_of(target), empty],
                         )
@@ -439,14 +498,14 @@ impl HistoryStore for SqliteHistory {
                     }
                 }
                 let max: i64 = c
-                    .query_row(
+                    .row(
                         "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation = ?1",
                         params![new.conversation.as_str()],
                         |r| r.get(0),
                     )
                     .map_err(db_err)?;
                 let seq = max as u64 + 1;
-                c.execute(
+                c.exec(
                     "INSERT INTO messages (conversation, seq, id, sender, sender_device, client_msg_id, timestamp_ms, content, recalled, countable)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9)",
                     params![
@@ -471,7 +530,7 @@ impl HistoryStore for SqliteHistory {
         let conv = conversation.clone();
         self.0
             .read(move |c| {
-                c.query_row(
+                c.row(
                     &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation = ?1 AND seq = ?2"),
                     params![conv.as_str(), i64_of(seq)],
                     row_to_message,
@@ -486,7 +545,7 @@ impl HistoryStore for SqliteHistory {
         let id = id.to_string();
         self.0
             .read(move |c| {
-                c.query_row(
+                c.row(
                     &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?1"),
                     params![id],
                     row_to_message,
@@ -505,7 +564,7 @@ impl HistoryStore for SqliteHistory {
         let (sender, cmid) = (sender.clone(), client_msg_id.to_owned());
         self.0
             .read(move |c| {
-                c.query_row(
+                c.row(
                     &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender = ?1 AND client_msg_id = ?2"),
                     params![sender.as_str(), cmid],
                     row_to_message,
@@ -550,7 +609,7 @@ impl HistoryStore for SqliteHistory {
         let conv = conversation.clone();
         self.0
             .read(move |c| {
-                c.query_row(
+                c.row(
                     "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation = ?1",
                     params![conv.as_str()],
                     |r| r.get::<_, i64>(0),
@@ -570,7 +629,7 @@ impl HistoryStore for SqliteHistory {
         let (conv, reader) = (conversation.clone(), reader.clone());
         self.0
             .read(move |c| {
-                c.query_row(
+                c.row(
                     "SELECT COUNT(*) FROM messages WHERE conversation = ?1 AND seq > ?2 AND sender <> ?3 AND countable = 1 AND recalled = 0",
                     params![conv.as_str(), i64_of(after_seq), reader.as_str()],
                     |r| r.get::<_, i64>(0),
@@ -595,13 +654,13 @@ impl InboxStore for SqliteInbox {
         let cap = i64::try_from(self.0.options.inbox_cap.max(1)).unwrap_or(i64::MAX);
         self.0
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "INSERT INTO inbox (user, device, conversation, seq) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (user, device, conversation) DO UPDATE SET seq = MAX(seq, excluded.seq)",
                     params![user.as_str(), device.as_str(), entry.conversation.as_str(), i64_of(entry.seq)],
                 )
                 .map_err(db_err)?;
-                c.execute(
+                c.exec(
                     "DELETE FROM inbox WHERE rowid IN (
                         SELECT rowid FROM inbox WHERE user = ?1 AND device = ?2 ORDER BY rowid DESC LIMIT -1 OFFSET ?3)",
                     params![user.as_str(), device.as_str(), cap],
@@ -648,7 +707,7 @@ impl InboxStore for SqliteInbox {
         let (user, device, conv) = (user.clone(), device.clone(), conversation.clone());
         self.0
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "DELETE FROM inbox WHERE user = ?1 AND device = ?2 AND conversation = ?3 AND seq <= ?4",
                     params![user.as_str(), device.as_str(), conv.as_str(), i64_of(up_to_seq)],
                 )
@@ -718,7 +777,7 @@ impl ReadStateStore for SqliteReadState {
         let (u, d) = (user.clone(), device.clone());
         self.db
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "INSERT OR IGNORE INTO devices (user, device) VALUES (?1, ?2)",
                     params![u.as_str(), d.as_str()],
                 )
@@ -764,7 +823,7 @@ impl ReadStateStore for SqliteReadState {
         let (u, conv) = key.clone();
         self.db
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "INSERT OR IGNORE INTO user_conversations (user, conversation) VALUES (?1, ?2)",
                     params![u.as_str(), conv.as_str()],
                 )
@@ -805,7 +864,7 @@ impl ReadStateStore for SqliteReadState {
         let (user, device, conv) = (user.clone(), device.clone(), conversation.clone());
         self.db
             .write(move |c| {
-                c.query_row(
+                c.row(
                     "INSERT INTO delivered (user, device, conversation, seq) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (user, device, conversation) DO UPDATE SET seq = MAX(seq, excluded.seq)
                      RETURNING seq",
@@ -827,7 +886,7 @@ impl ReadStateStore for SqliteReadState {
         let (user, device, conv) = (user.clone(), device.clone(), conversation.clone());
         self.db
             .read(move |c| {
-                c.query_row(
+                c.row(
                     "SELECT seq FROM delivered WHERE user = ?1 AND device = ?2 AND conversation = ?3",
                     params![user.as_str(), device.as_str(), conv.as_str()],
                     |r| r.get::<_, i64>(0),
@@ -848,7 +907,7 @@ impl ReadStateStore for SqliteReadState {
         let (user, conv) = (user.clone(), conversation.clone());
         self.db
             .write(move |c| {
-                c.query_row(
+                c.row(
                     "INSERT INTO read_cursors (user, conversation, seq) VALUES (?1, ?2, ?3)
                      ON CONFLICT (user, conversation) DO UPDATE SET seq = MAX(seq, excluded.seq)
                      RETURNING seq",
@@ -865,7 +924,7 @@ impl ReadStateStore for SqliteReadState {
         let (user, conv) = (user.clone(), conversation.clone());
         self.db
             .read(move |c| {
-                c.query_row(
+                c.row(
                     "SELECT seq FROM read_cursors WHERE user = ?1 AND conversation = ?2",
                     params![user.as_str(), conv.as_str()],
                     |r| r.get::<_, i64>(0),
@@ -926,7 +985,7 @@ fn row_to_member(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
 }
 
 fn get_group(c: &Connection, g: &str) -> Result<Option<Group>> {
-    c.query_row(
+    c.row(
         "SELECT id, name, avatar, owner, created_ms FROM groups WHERE id = ?1",
         params![g],
         row_to_group,
@@ -943,13 +1002,13 @@ impl GroupStore for SqliteGroups {
                 if get_group(c, group.id.as_str())?.is_some() {
                     return Err(Error::Conflict(format!("group {} exists", group.id)));
                 }
-                c.execute(
+                c.exec(
                     "INSERT INTO groups (id, name, avatar, owner, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![group.id.as_str(), group.name, group.avatar, group.owner.as_str(), i64_of(group.created_ms)],
                 )
                 .map_err(db_err)?;
                 for m in &members {
-                    c.execute(
+                    c.exec(
                         "INSERT OR IGNORE INTO group_members (group_id, user, role, joined_ms) VALUES (?1, ?2, ?3, ?4)",
                         params![group.id.as_str(), m.user.as_str(), m.role.as_str(), i64_of(m.joined_ms)],
                     )
@@ -964,13 +1023,13 @@ impl GroupStore for SqliteGroups {
         let g = group.clone();
         self.0
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "DELETE FROM group_members WHERE group_id = ?1",
                     params![g.as_str()],
                 )
                 .map_err(db_err)?;
                 Ok(
-                    c.execute("DELETE FROM groups WHERE id = ?1", params![g.as_str()])
+                    c.exec("DELETE FROM groups WHERE id = ?1", params![g.as_str()])
                         .map_err(db_err)?
                         > 0,
                 )
@@ -992,7 +1051,7 @@ impl GroupStore for SqliteGroups {
         let g = group.clone();
         self.0
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "UPDATE groups SET name = COALESCE(?2, name), avatar = COALESCE(?3, avatar) WHERE id = ?1",
                     params![g.as_str(), name, avatar],
                 )
@@ -1012,7 +1071,7 @@ impl GroupStore for SqliteGroups {
                 let mut added = Vec::new();
                 for m in members {
                     let n = c
-                        .execute(
+                        .exec(
                             "INSERT OR IGNORE INTO group_members (group_id, user, role, joined_ms) VALUES (?1, ?2, ?3, ?4)",
                             params![g.as_str(), m.user.as_str(), m.role.as_str(), i64_of(m.joined_ms)],
                         )
@@ -1048,7 +1107,7 @@ impl GroupStore for SqliteGroups {
                     .map_err(db_err)?;
                 let mut removed = Vec::new();
                 for u in current.into_iter().filter(|u| users.contains(u)) {
-                    c.execute(
+                    c.exec(
                         "DELETE FROM group_members WHERE group_id = ?1 AND user = ?2",
                         params![g.as_str(), u.as_str()],
                     )
@@ -1064,7 +1123,7 @@ impl GroupStore for SqliteGroups {
         let (g, u) = (group.clone(), user.clone());
         self.0
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "UPDATE group_members SET role = ?3 WHERE group_id = ?1 AND user = ?2",
                     params![g.as_str(), u.as_str(), role.as_str()],
                 )
@@ -1091,7 +1150,7 @@ impl GroupStore for SqliteGroups {
         let (g, u) = (group.clone(), user.clone());
         self.0
             .read(move |c| {
-                c.query_row(
+                c.row(
                     "SELECT user, role, joined_ms FROM group_members WHERE group_id = ?1 AND user = ?2",
                     params![g.as_str(), u.as_str()],
                     row_to_member,
@@ -1129,7 +1188,7 @@ impl GroupStore for SqliteGroups {
 pub struct SqliteContacts(Arc<Db>);
 
 fn exists(c: &Connection, sql: &str, a: &str, b: &str) -> Result<bool> {
-    c.query_row(sql, params![a, b], |_| Ok(()))
+    c.row(sql, params![a, b], |_| Ok(()))
         .optional()
         .map(|r| r.is_some())
         .map_err(db_err)
@@ -1144,12 +1203,12 @@ fn users_where(c: &Connection, sql: &str, user: &str) -> Result<Vec<UserId>> {
 }
 
 fn befriend(c: &Connection, a: &str, b: &str) -> Result<()> {
-    c.execute(
+    c.exec(
         "DELETE FROM friend_requests WHERE (from_user = ?1 AND to_user = ?2) OR (from_user = ?2 AND to_user = ?1)",
         params![a, b],
     )
     .map_err(db_err)?;
-    c.execute(
+    c.exec(
         "INSERT OR IGNORE INTO friends (user, other) VALUES (?1, ?2), (?2, ?1)",
         params![a, b],
     )
@@ -1181,7 +1240,7 @@ impl ContactStore for SqliteContacts {
                     befriend(c, f, t)?;
                     return Ok(FriendRequestOutcome::BecameFriends);
                 }
-                c.execute(
+                c.exec(
                     "INSERT OR IGNORE INTO friend_requests (from_user, to_user) VALUES (?1, ?2)",
                     params![f, t],
                 )
@@ -1214,13 +1273,13 @@ impl ContactStore for SqliteContacts {
         self.0
             .write(move |c| {
                 let a = c
-                    .execute(
+                    .exec(
                         "DELETE FROM friends WHERE (user = ?1 AND other = ?2) OR (user = ?2 AND other = ?1)",
                         params![user.as_str(), other.as_str()],
                     )
                     .map_err(db_err)?;
                 let b = c
-                    .execute(
+                    .exec(
                         "DELETE FROM friend_requests WHERE (from_user = ?1 AND to_user = ?2) OR (from_user = ?2 AND to_user = ?1)",
                         params![user.as_str(), other.as_str()],
                     )
@@ -1249,7 +1308,7 @@ impl ContactStore for SqliteContacts {
         let (user, other) = (user.clone(), other.clone());
         self.0
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "INSERT OR IGNORE INTO blocks (user, other) VALUES (?1, ?2)",
                     params![user.as_str(), other.as_str()],
                 )
@@ -1263,7 +1322,7 @@ impl ContactStore for SqliteContacts {
         let (user, other) = (user.clone(), other.clone());
         self.0
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "DELETE FROM blocks WHERE user = ?1 AND other = ?2",
                     params![user.as_str(), other.as_str()],
                 )
@@ -1320,7 +1379,7 @@ fn row_to_account(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
 }
 
 fn get_account(c: &Connection, user: &str) -> Result<Option<Account>> {
-    c.query_row(
+    c.row(
         "SELECT user, name, disabled, created_ms FROM accounts WHERE user = ?1",
         params![user],
         row_to_account,
@@ -1334,7 +1393,7 @@ impl AccountStore for SqliteAccounts {
     async fn create(&self, a: Account) -> Result<bool> {
         self.0
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "INSERT OR IGNORE INTO accounts (user, name, disabled, created_ms)
                      VALUES (?1, ?2, ?3, ?4)",
                     params![
@@ -1359,7 +1418,7 @@ impl AccountStore for SqliteAccounts {
         let user = user.clone();
         self.0
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "UPDATE accounts SET disabled = ?2 WHERE user = ?1",
                     params![user.as_str(), i64::from(disabled)],
                 )
@@ -1376,12 +1435,12 @@ impl AccountStore for SqliteAccounts {
             .map_or(0, |d| d.as_secs());
         self.0
             .write(move |c| {
-                c.execute(
+                c.exec(
                     "DELETE FROM revoked_tokens WHERE expires_at < ?1",
                     params![i64_of(now)],
                 )
                 .map_err(db_err)?;
-                c.execute(
+                c.exec(
                     "INSERT INTO revoked_tokens (token_id, expires_at) VALUES (?1, ?2)
                      ON CONFLICT (token_id) DO UPDATE SET expires_at = excluded.expires_at",
                     params![token_id, i64_of(expires_at)],
@@ -1396,7 +1455,7 @@ impl AccountStore for SqliteAccounts {
         let token_id = token_id.to_owned();
         self.0
             .read(move |c| {
-                c.query_row(
+                c.row(
                     "SELECT 1 FROM revoked_tokens WHERE token_id = ?1",
                     params![token_id],
                     |_| Ok(()),
