@@ -234,3 +234,63 @@ async fn a_panicking_read_is_an_error_and_the_readers_carry_on() {
         assert_eq!(t.await.expect("task").expect("read"), i as i64 * 2);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_cursors_agree_with_the_database_under_racing_updates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cursors.db");
+    let conv = ConversationId::new("d:a|b");
+    let (user, device) = (UserId::from("a"), DeviceId::from("phone"));
+    let seq_of = |i: u64| (i * 7919) % 1000 + 1;
+    let top = (0..300).map(seq_of).max().unwrap_or(0);
+    {
+        let stores = sqlite::open_stores(&path, SqliteOptions::default()).expect("open");
+        let mut tasks = Vec::new();
+        // Reads and advances race; the values arrive out of order.
+        for i in 0..300u64 {
+            let rs = stores.read_state.clone();
+            let (conv, user, device) = (conv.clone(), user.clone(), device.clone());
+            let seq = seq_of(i);
+            tasks.push(tokio::spawn(async move {
+                let before = rs.read(&user, &conv).await.expect("read");
+                let after = rs.advance_read(&user, &conv, seq).await.expect("advance");
+                assert!(after >= seq, "advance_read returned {after} < {seq}");
+                let d = rs
+                    .advance_delivered(&user, &device, &conv, seq)
+                    .await
+                    .expect("advance delivered");
+                assert!(d >= seq);
+                (before, after)
+            }));
+        }
+        for t in tasks {
+            let (before, after) = t.await.expect("task");
+            assert!(before <= after);
+        }
+        let rs = &stores.read_state;
+        assert_eq!(rs.read(&user, &conv).await.expect("read"), top);
+        assert_eq!(
+            rs.delivered(&user, &device, &conv)
+                .await
+                .expect("delivered"),
+            top
+        );
+        // A lower advance never moves a cached cursor back.
+        assert_eq!(rs.advance_read(&user, &conv, 5).await.expect("adv"), top);
+        assert_eq!(rs.read(&user, &conv).await.expect("read"), top);
+    }
+    // The database itself holds what the cache said.
+    let reopened = sqlite::open_stores(&path, SqliteOptions::default()).expect("reopen");
+    assert_eq!(
+        reopened.read_state.read(&user, &conv).await.expect("read"),
+        top
+    );
+    assert_eq!(
+        reopened
+            .read_state
+            .delivered(&user, &device, &conv)
+            .await
+            .expect("delivered"),
+        top
+    );
+}

@@ -226,6 +226,36 @@ pub struct Db {
     writer: mpsc::Sender<Job>,
     readers: flume::Sender<ReadJob>,
     options: SqliteOptions,
+    cache: Mutex<Monotonic>,
+}
+
+/// Most entries in each map of [`Monotonic`] before that map starts over.
+const MONOTONIC_CACHE_CAP: usize = 200_000;
+
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Hot values that only ever grow, cached write-through so the send and
+/// receipt paths do not read them from disk: read and delivered cursors,
+/// and each conversation's highest seq. The writer thread is the only
+/// writer of the database, an entry is set only from a committed write or a
+/// read of committed data, and entries merge with `max`, so a cached value
+/// is never ahead of the database and racing updates cannot move it back.
+/// (This, like the device cache, assumes one process owns the file.)
+#[derive(Debug, Default)]
+struct Monotonic {
+    read: FastMap<(UserId, ConversationId), u64>,
+    delivered: FastMap<(UserId, DeviceId, ConversationId), u64>,
+    max_seq: FastMap<ConversationId, u64>,
+}
+
+/// Merges `value` into `map[key]` with `max` and returns the result.
+fn merge_max<K: std::hash::Hash + Eq>(map: &mut FastMap<K, u64>, key: K, value: u64) -> u64 {
+    if map.len() >= MONOTONIC_CACHE_CAP {
+        map.clear();
+    }
+    let slot = map.entry(key).or_insert(0);
+    *slot = (*slot).max(value);
+    *slot
 }
 
 impl std::fmt::Debug for Db {
@@ -311,6 +341,7 @@ impl Db {
             writer: tx,
             readers: read_tx,
             options,
+            cache: Mutex::default(),
         }))
     }
 
@@ -472,7 +503,8 @@ pub struct SqliteHistory(Arc<Db>);
 #[async_trait]
 impl HistoryStore for SqliteHistory {
     async fn append(&self, new: NewMessage) -> Result<Appended> {
-        self.0
+        let appended = self
+            .0
             .write(move |c| {
                 let existing = c
                     .row(
@@ -523,7 +555,14 @@ impl HistoryStore for SqliteHistory {
                 .map_err(db_err)?;
                 Ok(Appended { message: Message::from_new(new, seq), duplicate: false })
             })
-            .await
+            .await?;
+        let m = &appended.message;
+        merge_max(
+            &mut self.0.cache.lock().max_seq,
+            m.conversation.clone(),
+            m.seq,
+        );
+        Ok(appended)
     }
 
     async fn get(&self, conversation: &ConversationId, seq: u64) -> Result<Option<Message>> {
@@ -606,8 +645,12 @@ impl HistoryStore for SqliteHistory {
     }
 
     async fn max_seq(&self, conversation: &ConversationId) -> Result<u64> {
+        if let Some(seq) = self.0.cache.lock().max_seq.get(conversation) {
+            return Ok(*seq);
+        }
         let conv = conversation.clone();
-        self.0
+        let seq = self
+            .0
             .read(move |c| {
                 c.row(
                     "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation = ?1",
@@ -617,7 +660,12 @@ impl HistoryStore for SqliteHistory {
                 .map(|n| n as u64)
                 .map_err(db_err)
             })
-            .await
+            .await?;
+        Ok(merge_max(
+            &mut self.0.cache.lock().max_seq,
+            conversation.clone(),
+            seq,
+        ))
     }
 
     async fn count_unread(
@@ -861,8 +909,10 @@ impl ReadStateStore for SqliteReadState {
         conversation: &ConversationId,
         seq: u64,
     ) -> Result<u64> {
-        let (user, device, conv) = (user.clone(), device.clone(), conversation.clone());
-        self.db
+        let key = (user.clone(), device.clone(), conversation.clone());
+        let (user, device, conv) = key.clone();
+        let seq = self
+            .db
             .write(move |c| {
                 c.row(
                     "INSERT INTO delivered (user, device, conversation, seq) VALUES (?1, ?2, ?3, ?4)
@@ -874,7 +924,8 @@ impl ReadStateStore for SqliteReadState {
                 .map(|n| n as u64)
                 .map_err(db_err)
             })
-            .await
+            .await?;
+        Ok(merge_max(&mut self.db.cache.lock().delivered, key, seq))
     }
 
     async fn delivered(
@@ -883,8 +934,13 @@ impl ReadStateStore for SqliteReadState {
         device: &DeviceId,
         conversation: &ConversationId,
     ) -> Result<u64> {
-        let (user, device, conv) = (user.clone(), device.clone(), conversation.clone());
-        self.db
+        let key = (user.clone(), device.clone(), conversation.clone());
+        if let Some(seq) = self.db.cache.lock().delivered.get(&key) {
+            return Ok(*seq);
+        }
+        let (user, device, conv) = key.clone();
+        let seq = self
+            .db
             .read(move |c| {
                 c.row(
                     "SELECT seq FROM delivered WHERE user = ?1 AND device = ?2 AND conversation = ?3",
@@ -895,7 +951,8 @@ impl ReadStateStore for SqliteReadState {
                 .map(|n| n.unwrap_or(0) as u64)
                 .map_err(db_err)
             })
-            .await
+            .await?;
+        Ok(merge_max(&mut self.db.cache.lock().delivered, key, seq))
     }
 
     async fn advance_read(
@@ -904,8 +961,10 @@ impl ReadStateStore for SqliteReadState {
         conversation: &ConversationId,
         seq: u64,
     ) -> Result<u64> {
-        let (user, conv) = (user.clone(), conversation.clone());
-        self.db
+        let key = (user.clone(), conversation.clone());
+        let (user, conv) = key.clone();
+        let seq = self
+            .db
             .write(move |c| {
                 c.row(
                     "INSERT INTO read_cursors (user, conversation, seq) VALUES (?1, ?2, ?3)
@@ -917,12 +976,18 @@ impl ReadStateStore for SqliteReadState {
                 .map(|n| n as u64)
                 .map_err(db_err)
             })
-            .await
+            .await?;
+        Ok(merge_max(&mut self.db.cache.lock().read, key, seq))
     }
 
     async fn read(&self, user: &UserId, conversation: &ConversationId) -> Result<u64> {
-        let (user, conv) = (user.clone(), conversation.clone());
-        self.db
+        let key = (user.clone(), conversation.clone());
+        if let Some(seq) = self.db.cache.lock().read.get(&key) {
+            return Ok(*seq);
+        }
+        let (user, conv) = key.clone();
+        let seq = self
+            .db
             .read(move |c| {
                 c.row(
                     "SELECT seq FROM read_cursors WHERE user = ?1 AND conversation = ?2",
@@ -933,7 +998,8 @@ impl ReadStateStore for SqliteReadState {
                 .map(|n| n.unwrap_or(0) as u64)
                 .map_err(db_err)
             })
-            .await
+            .await?;
+        Ok(merge_max(&mut self.db.cache.lock().read, key, seq))
     }
 
     async fn read_many(&self, conversation: &ConversationId, users: &[UserId]) -> Result<Vec<u64>> {
