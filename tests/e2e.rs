@@ -671,3 +671,82 @@ async fn rate_limit_answers_with_an_error_and_the_client_retries_sends() {
     );
     server.stop().await;
 }
+
+/// A sender whose frames arrive all at once must not starve the writers of
+/// a group it fans out to: the members' queues stay short, nobody is kicked
+/// as a slow consumer, and everyone gets every message in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_burst_to_a_large_group_reaches_everyone_without_kicks() {
+    const MEMBERS: usize = 100;
+    const BURST: usize = 300;
+    let limits = Limits {
+        queue_len: 128,
+        rate_per_second: 1_000_000,
+        rate_burst: 1_000_000,
+        ..Limits::default()
+    };
+    let server = TestServer::with_limits(limits).await;
+    let names: Vec<String> = (0..MEMBERS).map(|i| format!("m{i}")).collect();
+    let mut readers = Vec::new();
+    for name in &names {
+        let mut s = raw_login(&server, name).await;
+        readers.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            let mut buf = bytes::BytesMut::new();
+            while seqs.len() < BURST {
+                match Frame::decode(&mut buf, 1 << 20) {
+                    Ok(Some(f)) => match Packet::from_frame(&f) {
+                        Ok(Packet::MessagePush(p)) => {
+                            seqs.push(p.message.map(|m| m.seq).unwrap_or(0));
+                        }
+                        Ok(Packet::Kicked(k)) => return Err(format!("kicked: {}", k.message)),
+                        _ => {}
+                    },
+                    Ok(None) => match tokio::time::timeout(WAIT, s.read_buf(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return Err(format!("closed or silent after {}", seqs.len())),
+                    },
+                    Err(e) => return Err(format!("bad frame: {e}")),
+                }
+            }
+            Ok(seqs)
+        }));
+    }
+    let (owner, mut owner_events) = login(&server.tcp.to_string(), "owner", "phone").await;
+    tokio::spawn(async move { while owner_events.recv().await.is_some() {} });
+    let members: Vec<&str> = names.iter().map(String::as_str).collect();
+    let group = owner.create_group("big", &members).await.expect("group");
+    // The whole burst in one write, so the server finds it all buffered.
+    let mut burst = bytes::BytesMut::new();
+    for i in 0..BURST {
+        let send = Packet::Send(pb::SendRequest {
+            client_msg_id: format!("burst-{i}"),
+            to: Some(pb::send_request::To::GroupId(group.group_id.clone())),
+            content: Some(pb::Content {
+                body: Some(pb::content::Body::Text(pb::Text {
+                    text: format!("message {i}"),
+                    mentions: vec![],
+                })),
+            }),
+        });
+        burst.put(
+            send.to_frame(PacketId::new())
+                .to_bytes(usize::MAX)
+                .expect("encode"),
+        );
+    }
+    let mut sender = raw_login(&server, "owner").await;
+    sender.write_all(&burst).await.expect("write burst");
+    for (i, r) in readers.into_iter().enumerate() {
+        let seqs = r
+            .await
+            .expect("reader task")
+            .unwrap_or_else(|e| panic!("m{i}: {e}"));
+        let first = seqs[0];
+        assert!(
+            seqs.iter().enumerate().all(|(k, s)| *s == first + k as u64),
+            "m{i} got a gap or reordering"
+        );
+    }
+    server.stop().await;
+}

@@ -121,10 +121,13 @@ impl Router {
     }
 
     /// Delivers every push.
-    pub async fn deliver_all(&self, pushes: Vec<Push>) {
+    pub async fn deliver_all(&self, pushes: Vec<Push>) -> usize {
+        let mut n = 0;
         for push in pushes {
+            n += push.targets.len();
             self.deliver(push).await;
         }
+        n
     }
 
     /// Delivers one push: encoded once, shared by every target.

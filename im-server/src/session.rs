@@ -44,7 +44,14 @@ struct Session {
     caller: Option<Caller>,
     limiter: DefaultDirectRateLimiter,
     peer: String,
+    /// Deliveries queued since this task last let others run.
+    queued_since_yield: usize,
 }
+
+/// Deliveries a session may queue for other connections before it yields
+/// to let their writers run (see [`Session::pace`]). Small enough that one
+/// message to a large group, or a few hundred 1:1 messages, is a slice.
+pub(crate) const FANOUT_SLICE: usize = 256;
 
 /// Runs a connection to its end.
 pub(crate) async fn run(
@@ -70,6 +77,7 @@ pub(crate) async fn run(
         caller: None,
         limiter: RateLimiter::direct(quota),
         peer,
+        queued_since_yield: 0,
     };
     session.read_loop(&mut reader).await;
     // Boxed: the engine's futures are large, and an idle connection should
@@ -241,7 +249,8 @@ impl Session {
                         if !is_typing {
                             self.send(outcome.reply, id).await;
                         }
-                        self.shared.router.deliver_all(outcome.pushes).await;
+                        let queued = self.shared.router.deliver_all(outcome.pushes).await;
+                        self.pace(queued).await;
                     }
                     Err(e) => {
                         if matches!(e, imkit_core::Error::Store { .. }) {
@@ -253,6 +262,21 @@ impl Session {
             }
         }
         Flow::Continue
+    }
+
+    /// Lets the writer tasks run once this session has queued
+    /// [`FANOUT_SLICE`] deliveries. A sender whose frames are already
+    /// buffered never waits on its socket, so without this one task could
+    /// fan out message after message to a large group while the writers
+    /// that empty those queues starve, and the queues would only grow. With
+    /// it, overload slows the sender (its socket backs up) instead, and each
+    /// writer finds several frames to write in one call.
+    async fn pace(&mut self, queued: usize) {
+        self.queued_since_yield += queued;
+        if self.queued_since_yield >= FANOUT_SLICE {
+            self.queued_since_yield = 0;
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn login(&mut self, id: PacketId, req: pb::LoginRequest) -> Flow {
