@@ -226,13 +226,14 @@ impl Engine {
         // Sending reads everything before it, and your own message is
         // delivered on the device that sent it.
         let read_before = s.read_state.read(&caller.user, &conversation).await?;
-        let read_after = s
-            .read_state
-            .advance_read(&caller.user, &conversation, m.seq)
-            .await?;
-        s.read_state
-            .advance_delivered(&caller.user, &caller.device, &conversation, m.seq)
-            .await?;
+        // Both cursor writes at once: on a group-committing store they share
+        // one commit instead of waiting for one each.
+        let (read_after, _) = tokio::try_join!(
+            s.read_state
+                .advance_read(&caller.user, &conversation, m.seq),
+            s.read_state
+                .advance_delivered(&caller.user, &caller.device, &conversation, m.seq),
+        )?;
         // A duplicate is fanned out again: if the first attempt died between
         // the write and the fan-out, this is what delivers it. Receivers
         // de-duplicate by (conversation, seq).
@@ -290,13 +291,16 @@ impl Engine {
             .read_state
             .delivered(&caller.user, &caller.device, &conv)
             .await?;
-        let delivered = s
-            .read_state
-            .advance_delivered(&caller.user, &caller.device, &conv, seq)
-            .await?;
-        s.inbox
-            .ack(&caller.user, &caller.device, &conv, delivered)
-            .await?;
+        // The cursor and the inbox are written together (one commit on a
+        // group-committing store). The inbox is acknowledged up to where the
+        // cursor ends, which the cursor's only-forward rule makes
+        // `max(old, seq)`.
+        let (delivered, _) = tokio::try_join!(
+            s.read_state
+                .advance_delivered(&caller.user, &caller.device, &conv, seq),
+            s.inbox
+                .ack(&caller.user, &caller.device, &conv, seq.max(old_delivered)),
+        )?;
         let is_group = matches!(ckind, ConversationKind::Group(_));
         let mut pushes = Vec::new();
         let receipt = |kind: pb::ReceiptKind, seq: u64, device: &DeviceId| {
