@@ -17,6 +17,7 @@ mod config;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
+mod outbox;
 mod registry;
 mod router;
 mod server;

@@ -2,16 +2,15 @@
 //! user. Map guards are plain mutexes held for a lookup or an insert, never
 //! across an `.await`.
 
+use crate::outbox::Outbox;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use imkit_core::model::{DeviceId, UserId};
 use imkit_proto::pb::KickReason;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const SHARDS: usize = 64;
@@ -22,7 +21,7 @@ pub struct ConnHandle {
     /// Unique per server process.
     pub id: u64,
     /// The writer's queue of encoded frames.
-    pub tx: mpsc::Sender<Bytes>,
+    pub(crate) outbox: Arc<Outbox>,
     kick: Arc<Kick>,
 }
 
@@ -41,11 +40,11 @@ fn parse_token_id(token_id: &str) -> Option<u128> {
 
 impl ConnHandle {
     /// A handle for a new connection.
-    pub fn new(tx: mpsc::Sender<Bytes>) -> Self {
+    pub(crate) fn new(outbox: Arc<Outbox>) -> Self {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         ConnHandle {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
-            tx,
+            outbox,
             kick: Arc::default(),
         }
     }

@@ -4,6 +4,7 @@
 //! other nodes go to the cluster bus, and targets that cannot be reached
 //! get an offline inbox entry (for messages), so nothing is lost.
 
+use crate::outbox::PushError;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,7 +12,6 @@ use bytes::Bytes;
 use imkit_core::model::{InboxEntry, NodeId, UserId};
 use imkit_core::{Engine, Push, Target};
 use imkit_proto::pb::KickReason;
-use tokio::sync::mpsc::error::TrySendError;
 
 use crate::registry::Registry;
 
@@ -180,14 +180,14 @@ impl Router {
             self.offline(target, entry).await;
             return;
         };
-        match conn.tx.try_send(bytes) {
+        match conn.outbox.try_push(bytes) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(PushError::Full(_)) => {
                 tracing::warn!(user = %target.user, device = %target.device, "slow consumer: queue full, closing");
                 conn.kick(KickReason::SlowConsumer, "outbound queue full");
                 self.offline(target, entry).await;
             }
-            Err(TrySendError::Closed(_)) => self.offline(target, entry).await,
+            Err(PushError::Closed) => self.offline(target, entry).await,
         }
     }
 

@@ -2,6 +2,7 @@
 //! limits, request dispatch to the engine, kicks. A second task per
 //! connection (the writer) drains the bounded outbound queue in batches.
 
+use crate::outbox::Outbox;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,6 @@ use imkit_core::model::{DeviceId, UserId};
 use imkit_core::{Caller, Engine, Target};
 use imkit_proto::pb::KickReason;
 use imkit_proto::{ErrorCode, Frame, Packet, PacketId, Sender, pb};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -61,10 +61,10 @@ pub(crate) async fn run(
     peer: String,
 ) {
     let limits = shared.limits.clone();
-    let (tx, rx) = mpsc::channel::<Bytes>(limits.queue_len);
+    let outbox = Arc::new(Outbox::new(limits.queue_len));
     let writer = tokio::spawn(write_loop(
         writer,
-        rx,
+        outbox.clone(),
         limits.write_batch_bytes,
         limits.write_timeout,
     ));
@@ -73,7 +73,7 @@ pub(crate) async fn run(
             .allow_burst(NonZeroU32::new(limits.rate_burst).unwrap_or(NonZeroU32::MIN));
     let mut session = Session {
         shared,
-        handle: ConnHandle::new(tx),
+        handle: ConnHandle::new(outbox.clone()),
         caller: None,
         limiter: RateLimiter::direct(quota),
         peer,
@@ -84,29 +84,19 @@ pub(crate) async fn run(
     // not carry room for them (see `read_loop`).
     Box::pin(session.finish()).await;
     drop(session);
-    // The writer ends once every sender is gone, after flushing its queue.
+    // The writer flushes what is queued, then ends.
+    outbox.close();
     let _ = writer.await;
 }
 
 async fn write_loop(
     mut w: FrameWriter,
-    mut rx: mpsc::Receiver<Bytes>,
+    outbox: Arc<Outbox>,
     max_batch: usize,
     write_timeout: Duration,
 ) {
     let mut batch: Vec<Bytes> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut size = first.len();
-        batch.push(first);
-        while size < max_batch {
-            match rx.try_recv() {
-                Ok(b) => {
-                    size += b.len();
-                    batch.push(b);
-                }
-                Err(_) => break,
-            }
-        }
+    while outbox.pop_batch(&mut batch, max_batch).await {
         match tokio::time::timeout(write_timeout, w.write_batch(&batch)).await {
             Ok(Ok(())) => batch.clear(),
             Ok(Err(e)) => {
@@ -118,9 +108,13 @@ async fn write_loop(
                 break;
             }
         }
+        if batch.capacity() > 64 {
+            // A burst's batch is not kept by an idle connection.
+            batch = Vec::new();
+        }
     }
-    // Dropping the receiver makes later pushes fall back to the offline inbox.
-    drop(rx);
+    // Later pushes fall back to the offline inbox.
+    outbox.abandon();
     w.close().await;
 }
 
@@ -361,7 +355,7 @@ impl Session {
             }
         };
         let timeout = self.shared.limits.write_timeout;
-        if tokio::time::timeout(timeout, self.handle.tx.send(bytes))
+        if tokio::time::timeout(timeout, self.handle.outbox.push(bytes))
             .await
             .is_err()
         {
@@ -383,7 +377,7 @@ impl Session {
             message,
         });
         if let Ok(bytes) = packet.to_frame(PacketId::new()).to_bytes(usize::MAX) {
-            let _ = self.handle.tx.try_send(bytes);
+            let _ = self.handle.outbox.try_push(bytes);
         }
     }
 
