@@ -2,16 +2,17 @@
 //! user. Map guards are plain mutexes held for a lookup or an insert, never
 //! across an `.await`.
 
-use crate::outbox::Outbox;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use imkit_core::model::{DeviceId, UserId};
 use imkit_proto::pb::KickReason;
 use parking_lot::Mutex;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
+
+use crate::outbox::Outbox;
 
 const SHARDS: usize = 64;
 
@@ -27,7 +28,10 @@ pub struct ConnHandle {
 
 #[derive(Debug, Default)]
 struct Kick {
-    token: CancellationToken,
+    /// Set once; a flag and a `Notify` rather than a cancellation token,
+    /// which allocates a tree node per connection.
+    kicked: AtomicBool,
+    wake: Notify,
     reason: Mutex<Option<(KickReason, String)>>,
     /// The id of the login token the session used ([`imkit_core::auth::token_id`]),
     /// so revoking a token can close exactly its sessions.
@@ -56,12 +60,21 @@ impl ConnHandle {
             *r = Some((reason, message.into()));
         }
         drop(r);
-        self.kick.token.cancel();
+        self.kick.kicked.store(true, Ordering::Release);
+        self.kick.wake.notify_waiters();
     }
 
     /// Resolves when the connection has been kicked.
     pub async fn kicked(&self) {
-        self.kick.token.cancelled().await;
+        loop {
+            // Created before the check: `notify_waiters` reaches a
+            // `Notified` from the moment it exists, so no kick is missed.
+            let woken = self.kick.wake.notified();
+            if self.kick.kicked.load(Ordering::Acquire) {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// Records the id of the token this connection logged in with.
