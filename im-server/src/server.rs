@@ -566,3 +566,30 @@ async fn connection(
     };
     session::run(shared, reader, writer, peer.to_string()).await;
 }
+#[cfg(test)]
+mod footprint {
+    //! Each idle connection keeps its two tasks' futures for its whole life,
+    //! so their sizes are most of its memory. These budgets catch a change
+    //! that makes every connection carry room for some rare path (box that
+    //! path instead; see `Session::close_with`).
+
+    fn size5<A, B, C, D, E, F>(_: impl FnOnce(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    fn size4<A, B, C, D, F>(_: impl FnOnce(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn an_idle_connection_s_futures_stay_small() {
+        let connection = size5(super::connection);
+        let writer = size4(crate::session::write_loop);
+        // Measured 1,088 and 344 bytes (rustc 1.95, debug build).
+        assert!(
+            connection <= 1_300,
+            "connection future is {connection} bytes"
+        );
+        assert!(writer <= 420, "writer future is {writer} bytes");
+    }
+}
