@@ -261,20 +261,19 @@ pub(crate) async fn pairs(
                     let Ok(Packet::MessagePush(m)) = Packet::from_frame(&f) else {
                         continue;
                     };
-                    if let Some((ts, _)) = parse_payload(text_of(&m)) {
-                        if measuring.load(Ordering::Relaxed) {
-                            let _ =
-                                local.record((stats::now_ns().saturating_sub(ts) / 1000).max(1));
-                            if fire {
-                                delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some((ts, _)) = parse_payload(text_of(&m))
+                        && measuring.load(Ordering::Relaxed)
+                    {
+                        let _ = local.record((stats::now_ns().saturating_sub(ts) / 1000).max(1));
+                        if fire {
+                            delivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Merge as we go: the task is aborted, not ended.
+                        if local.len() >= 16 {
+                            if let Ok(mut h) = hist.lock() {
+                                let _ = h.add(&local);
                             }
-                            // Merge as we go: the task is aborted, not ended.
-                            if local.len() >= 16 {
-                                if let Ok(mut h) = hist.lock() {
-                                    let _ = h.add(&local);
-                                }
-                                local.reset();
-                            }
+                            local.reset();
                         }
                     }
                     if !fire {

@@ -354,7 +354,7 @@ pub(crate) async fn nats_pairs(
                 {
                     break;
                 }
-                if ix % window == 0 && sc.flush().await.is_err() {
+                if ix.is_multiple_of(window) && sc.flush().await.is_err() {
                     break;
                 }
             }
@@ -399,11 +399,11 @@ impl Fanout {
     }
 
     pub(crate) fn seen(&self, payload: &[u8]) {
-        if let Some((_, ix)) = parse_payload(payload) {
-            if let Some(slot) = self.last_seen.get(ix as usize) {
-                slot.fetch_max(stats::now_ns(), Ordering::Relaxed);
-                self.received.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some((_, ix)) = parse_payload(payload)
+            && let Some(slot) = self.last_seen.get(ix as usize)
+        {
+            slot.fetch_max(stats::now_ns(), Ordering::Relaxed);
+            self.received.fetch_add(1, Ordering::Relaxed);
         }
     }
 

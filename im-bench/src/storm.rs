@@ -192,10 +192,10 @@ pub(crate) async fn imkit_drain(
                     }
                 }
                 got.fetch_add(have as u64, Ordering::Relaxed);
-                if have == messages {
-                    if let Ok(mut h) = hist.lock() {
-                        let _ = h.record((began.elapsed().as_micros() as u64).max(1));
-                    }
+                if have == messages
+                    && let Ok(mut h) = hist.lock()
+                {
+                    let _ = h.record((began.elapsed().as_micros() as u64).max(1));
                 }
                 // Acknowledge the drain once, as the SDK does.
                 if let Some((conversation_id, seq)) = last {
@@ -323,10 +323,10 @@ pub(crate) async fn mqtt_drain(
                     }
                 }
                 got.fetch_add(have as u64, Ordering::Relaxed);
-                if have == messages {
-                    if let Ok(mut h) = hist.lock() {
-                        let _ = h.record((began.elapsed().as_micros() as u64).max(1));
-                    }
+                if have == messages
+                    && let Ok(mut h) = hist.lock()
+                {
+                    let _ = h.record((began.elapsed().as_micros() as u64).max(1));
                 }
                 // Let the last PUBACKs go out, then leave.
                 let _ = tokio::time::timeout(Duration::from_millis(50), el.poll()).await;

@@ -164,10 +164,10 @@ impl Authenticator for AccountGuard {
         if self.accounts.is_revoked(&token_id(token)).await? {
             return Err(Error::TokenRevoked);
         }
-        if let Some(account) = self.accounts.get(&user).await? {
-            if account.disabled {
-                return Err(Error::UserDisabled(user.to_string()));
-            }
+        if let Some(account) = self.accounts.get(&user).await?
+            && account.disabled
+        {
+            return Err(Error::UserDisabled(user.to_string()));
         }
         Ok(user)
     }

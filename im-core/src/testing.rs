@@ -957,10 +957,10 @@ pub mod redis_server {
         /// none can be had and `CI` is not `true`; under CI it panics
         /// instead, so a Redis test never silently skips there.
         pub fn start() -> Option<TestRedis> {
-            if let Ok(url) = std::env::var("IMKIT_TEST_REDIS_URL") {
-                if !url.is_empty() {
-                    return Some(TestRedis { url, child: None });
-                }
+            if let Ok(url) = std::env::var("IMKIT_TEST_REDIS_URL")
+                && !url.is_empty()
+            {
+                return Some(TestRedis { url, child: None });
             }
             match Self::spawn() {
                 Ok(r) => Some(r),

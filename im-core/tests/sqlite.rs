@@ -131,6 +131,7 @@ async fn an_older_schema_upgrades_in_place() {
     // A database newer than this build is refused, not damaged.
     conn.pragma_update(None, "user_version", 99).expect("bump");
     drop(conn);
+    drop(stores);
     let err = sqlite::open_stores(&path, SqliteOptions::default()).expect_err("too new");
     assert!(err.to_string().contains("newer than this build"), "{err}");
 }
@@ -293,4 +294,19 @@ async fn cached_cursors_agree_with_the_database_under_racing_updates() {
             .expect("delivered"),
         top
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_owner_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("owned.db");
+    let first = Db::open(&path, SqliteOptions::default()).expect("open");
+    let err = Db::open(&path, SqliteOptions::default()).expect_err("second owner");
+    assert!(
+        err.to_string().contains("already open"),
+        "unexpected error: {err}"
+    );
+    drop(first);
+    // Released with the first owner.
+    Db::open(&path, SqliteOptions::default()).expect("open after the owner left");
 }

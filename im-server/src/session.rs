@@ -317,15 +317,15 @@ impl Session {
             }
         };
         let node = self.shared.engine.config().node.clone();
-        if let (Some(prev), Some(bus)) = (&outcome.replaced, &self.shared.bus) {
-            if *prev != node {
-                let target = Target {
-                    user: user.clone(),
-                    device: device.clone(),
-                    node: prev.clone(),
-                };
-                bus.kick(prev, target, KickReason::DuplicateLogin).await;
-            }
+        if let (Some(prev), Some(bus)) = (&outcome.replaced, &self.shared.bus)
+            && *prev != node
+        {
+            let target = Target {
+                user: user.clone(),
+                device: device.clone(),
+                node: prev.clone(),
+            };
+            bus.kick(prev, target, KickReason::DuplicateLogin).await;
         }
         tracing::debug!(%user, %device, peer = %self.peer, platform = req.platform, "login");
         let limits = &self.shared.limits;
@@ -394,10 +394,10 @@ impl Session {
         let Some(Caller { user, device }) = self.caller.take() else {
             return;
         };
-        if self.shared.registry.remove(&user, &device, self.handle.id) {
-            if let Err(e) = self.shared.engine.logout(&user, &device).await {
-                tracing::warn!(error = %e, %user, "presence removal failed");
-            }
+        if self.shared.registry.remove(&user, &device, self.handle.id)
+            && let Err(e) = self.shared.engine.logout(&user, &device).await
+        {
+            tracing::warn!(error = %e, %user, "presence removal failed");
         }
         tracing::debug!(%user, %device, "session ended");
     }

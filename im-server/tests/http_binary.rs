@@ -36,10 +36,9 @@ async fn start(dir: &std::path::Path, tcp: u16, http: u16) -> Child {
             .get(format!("http://127.0.0.1:{http}/ready"))
             .send()
             .await
+            && r.status().is_success()
         {
-            if r.status().is_success() {
-                return child;
-            }
+            return child;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -227,6 +227,43 @@ pub struct Db {
     readers: flume::Sender<ReadJob>,
     options: SqliteOptions,
     cache: Mutex<Monotonic>,
+    /// Held for the life of the database: one process owns the file (the
+    /// caches above rely on it), and a second opener fails at once.
+    _owner: std::fs::File,
+}
+
+/// The file locked by whoever owns the database at `path`.
+fn owner_lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Takes the owner lock of the database at `path`, or says who has it.
+fn lock_owner(path: &Path) -> Result<std::fs::File> {
+    let lock_path = owner_lock_path(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::store(BACKEND, format!("cannot open {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::store(
+            BACKEND,
+            format!(
+                "{} is already open in another process or store (its lock {} is held); \
+                 one imkit server owns a SQLite database",
+                path.display(),
+                lock_path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::store(
+            BACKEND,
+            format!("cannot lock {}: {e}", lock_path.display()),
+        )),
+    }
 }
 
 /// Most entries in each map of [`Monotonic`] before that map starts over.
@@ -302,8 +339,12 @@ pub fn migrate(conn: &mut Connection) -> Result<usize> {
 
 impl Db {
     /// Opens (creating if needed) and migrates a database.
+    ///
+    /// Fails if another process (or another `Db` in this one) has the file
+    /// open: the owner lock is the file's path with `.lock` appended.
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Arc<Db>> {
         let path = path.as_ref().to_path_buf();
+        let owner = lock_owner(&path)?;
         let mut conn = open_connection(&path)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
@@ -342,6 +383,7 @@ impl Db {
             readers: read_tx,
             options,
             cache: Mutex::default(),
+            _owner: owner,
         }))
     }
 

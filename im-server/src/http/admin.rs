@@ -55,10 +55,10 @@ async fn account(state: &AppState, user: &UserId) -> Result<Account, ApiError> {
 /// account (users without one are allowed, as at login).
 async fn acting_user(state: &AppState, s: &str) -> Result<UserId, ApiError> {
     let user = user_id(s)?;
-    if let Some(a) = state.server.engine().stores().accounts.get(&user).await? {
-        if a.disabled {
-            return Err(imkit_core::Error::UserDisabled(user.to_string()).into());
-        }
+    if let Some(a) = state.server.engine().stores().accounts.get(&user).await?
+        && a.disabled
+    {
+        return Err(imkit_core::Error::UserDisabled(user.to_string()).into());
     }
     Ok(user)
 }

@@ -303,10 +303,10 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let (Some(key), Some(given)) = (&state.options.admin_key, bearer(&parts.headers)) {
-            if same_secret(given, key) {
-                return Ok(Principal::Admin);
-            }
+        if let (Some(key), Some(given)) = (&state.options.admin_key, bearer(&parts.headers))
+            && same_secret(given, key)
+        {
+            return Ok(Principal::Admin);
         }
         let User(caller) = User::from_request_parts(parts, state).await?;
         Ok(Principal::User(caller.user))
