@@ -306,7 +306,16 @@ async fn one_owner_at_a_time() {
         err.to_string().contains("already open"),
         "unexpected error: {err}"
     );
-    drop(first);
-    // Released with the first owner.
-    Db::open(&path, SqliteOptions::default()).expect("open after the owner left");
+    let stores = sqlite::stores_on(first);
+    let (u, c) = (UserId::from("u"), ConversationId::new("d:u|v"));
+    stores
+        .read_state
+        .advance_read(&u, &c, 7)
+        .await
+        .expect("write");
+    drop(stores);
+    // Dropping the last handle waits for the writer, so the lock is free
+    // at once and what it wrote is there.
+    let again = sqlite::open_stores(&path, SqliteOptions::default()).expect("reopen at once");
+    assert_eq!(again.read_state.read(&u, &c).await.expect("read"), 7);
 }

@@ -227,9 +227,24 @@ pub struct Db {
     readers: flume::Sender<ReadJob>,
     options: SqliteOptions,
     cache: Mutex<Monotonic>,
-    /// Held for the life of the database: one process owns the file (the
-    /// caches above rely on it), and a second opener fails at once.
-    _owner: std::fs::File,
+    /// The writer thread. It holds the owner lock (one process owns the
+    /// file; the caches above rely on it, and a second opener fails at
+    /// once) until its last commit, and dropping the `Db` waits for it.
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has committed what it
+        // holds; waiting for it means the file is free when this returns.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.writer, closed));
+        if let Some(thread) = self.writer_thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The file locked by whoever owns the database at `path`.
@@ -364,9 +379,13 @@ impl Db {
         migrate(&mut conn)?;
         let (tx, rx) = mpsc::channel::<Job>(options.write_queue.max(1));
         let max_batch = options.max_batch.max(1);
-        std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("imkit-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, max_batch))
+            .spawn(move || {
+                writer_loop(conn, rx, max_batch);
+                // Released only after the connection has closed.
+                drop(owner);
+            })
             .map_err(db_err)?;
         let (read_tx, read_rx) = flume::bounded::<ReadJob>(options.read_queue.max(1));
         for i in 0..options.read_pool.max(1) {
@@ -383,7 +402,7 @@ impl Db {
             readers: read_tx,
             options,
             cache: Mutex::default(),
-            _owner: owner,
+            writer_thread: Some(writer_thread),
         }))
     }
 
