@@ -363,8 +363,16 @@ async fn heartbeat_timeout_closes_a_silent_connection() {
     assert!(online.is_empty(), "presence removed");
     // A client that pings stays connected past the timeout.
     let (client, _ev) = login(&server.tcp.to_string(), "chatty", "d").await;
+    let mut state = client.watch_state();
+    state.mark_unchanged();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(client.friends().await.is_ok(), "heartbeats kept it alive");
+    // The same connection all along: the client never had to reconnect.
+    assert!(
+        !state.has_changed().expect("client alive"),
+        "the connection dropped and came back: {:?}",
+        client.state()
+    );
     server.stop().await;
 }
 

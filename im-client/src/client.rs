@@ -17,6 +17,12 @@ use tokio::time::{Instant, sleep_until};
 use crate::transport::{self, Reader, ServerAddr, Writer};
 use crate::{ClientError, ClientOptions, Event};
 
+/// The shortest heartbeat the client accepts from a server (50 ms), so a
+/// misconfigured server cannot make it ping in a busy loop. The server's
+/// interval is otherwise followed exactly: it closes a connection after two
+/// silent intervals, so pinging less often than it asks would be cut off.
+pub const MIN_HEARTBEAT_MS: u32 = 50;
+
 type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 
 /// Who a message or typing signal is for.
@@ -933,8 +939,9 @@ impl Actor {
             }
             Pending::Login { .. } => match packet {
                 Packet::LoginResponse(r) => {
-                    self.heartbeat =
-                        Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(1000)));
+                    self.heartbeat = Duration::from_millis(u64::from(
+                        r.heartbeat_interval_ms.max(MIN_HEARTBEAT_MS),
+                    ));
                     self.heartbeat_at = Some(Instant::now() + self.heartbeat);
                     self.attempt = 0;
                     let _ = self.state.send(ConnectionState::Online {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use imkit_proto::pb;
 
-pub use client::{Client, ConnectionState, Events, Peer};
+pub use client::{Client, ConnectionState, Events, MIN_HEARTBEAT_MS, Peer};
 pub use error::ClientError;
 pub use imkit_proto::pb as proto;
 pub use transport::ServerAddr;
