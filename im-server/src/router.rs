@@ -4,7 +4,6 @@
 //! other nodes go to the cluster bus, and targets that cannot be reached
 //! get an offline inbox entry (for messages), so nothing is lost.
 
-use crate::outbox::PushError;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,6 +12,7 @@ use imkit_core::model::{InboxEntry, NodeId, UserId};
 use imkit_core::{Engine, Push, Target};
 use imkit_proto::pb::KickReason;
 
+use crate::outbox::PushError;
 use crate::registry::Registry;
 
 /// How a node reaches the others. [`crate::cluster::RedisCluster`] is the

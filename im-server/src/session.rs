@@ -2,7 +2,6 @@
 //! limits, request dispatch to the engine, kicks. A second task per
 //! connection (the writer) drains the bounded outbound queue in batches.
 
-use crate::outbox::Outbox;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Limits;
+use crate::outbox::Outbox;
 use crate::registry::{ConnHandle, Registry};
 use crate::router::{ClusterBus, Router};
 use crate::transport::{FrameReader, FrameWriter, ReadError};
@@ -60,7 +60,7 @@ pub(crate) async fn run(
     writer: FrameWriter,
     peer: String,
 ) {
-    let limits = shared.limits.clone();
+    let limits = &shared.limits;
     let outbox = Arc::new(Outbox::new(limits.queue_len));
     let writer = tokio::spawn(write_loop(
         writer,
