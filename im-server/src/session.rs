@@ -1,6 +1,7 @@
-//! One task per connection: login within the deadline, heartbeats, rate
-//! limits, request dispatch to the engine, kicks. A second task per
-//! connection (the writer) drains the bounded outbound queue in batches.
+//! A connection's session task: login within the deadline, heartbeats, rate
+//! limits, request dispatch to the engine, kicks, and pacing of its fan-out
+//! ([`FANOUT_SLICE`]). Beside it, the connection's writer task drains its
+//! bounded [`Outbox`] in batches.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
