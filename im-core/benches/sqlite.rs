@@ -1,6 +1,6 @@
 //! SQLite throughput: persisted 1:1 sends through the engine (group
-//! commit, 64 concurrent senders) at FULL and NORMAL durability, and
-//! history page reads on a conversation of 1,000,000 messages.
+//! commit, 64 concurrent senders) at FULL and NORMAL durability; history
+//! page reads and unread counts on a conversation of 1,000,000 messages.
 //!
 //! `cargo bench -p imkit-core --bench sqlite --features sqlite`
 
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use imkit_core::model::{ConversationId, MessageId, UserId};
+use imkit_core::model::{ConversationId, UserId};
 use imkit_core::store::Direction;
 use imkit_core::store::sqlite::{Durability, SqliteOptions, open_stores};
 use imkit_core::{Caller, Engine, EngineConfig};
@@ -63,7 +63,7 @@ fn sends(c: &mut Criterion) {
                                     to: Some(pb::send_request::To::UserId(format!("r{s}"))),
                                     content: text(&body),
                                 };
-                                engine.send(&caller, req).await.expect("send");
+                                let _ = engine.send(&caller, req).await.expect("send");
                             }
                         }));
                     }
@@ -88,33 +88,23 @@ fn history_pages(c: &mut Criterion) {
     let stores = open_stores(&path, SqliteOptions::default()).expect("open");
     let conv = ConversationId::direct(&UserId::from("a"), &UserId::from("b"));
     {
-        // Fill directly, in one transaction: building a million rows through
-        // the engine would take far longer than the measurement.
-        let mut conn = rusqlite::Connection::open(&path).expect("open");
-        let tx = conn.transaction().expect("tx");
-        {
-            let content =
-                prost::Message::encode_to_vec(&text(&"x".repeat(100)).unwrap_or_default());
-            let mut stmt = tx
-                .prepare("INSERT INTO messages VALUES (?1, ?2, ?3, ?4, 'd', ?5, ?6, ?7, 0, 1)")
-                .expect("prepare");
-            for seq in 1..=MESSAGES {
-                let sender = if seq % 2 == 0 { "a" } else { "b" };
-                stmt.execute(rusqlite::params![
-                    conv.as_str(),
-                    seq,
-                    MessageId::new().to_string(),
-                    sender,
-                    format!("c{seq}"),
-                    seq,
-                    content
-                ])
-                .expect("insert");
-            }
-        }
-        tx.commit().expect("commit");
+        // Fill directly, in one statement: building a million rows through
+        // the engine would take far longer than the measurement. Senders
+        // alternate; the running unread count is the seq (all text).
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let content = prost::Message::encode_to_vec(&text(&"x".repeat(100)).unwrap_or_default());
+        conn.execute(
+            &format!(
+                "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {MESSAGES})
+                 INSERT INTO messages (conversation, seq, id, sender, sender_device, client_msg_id, timestamp_ms, content, recalled, countable, countable_upto)
+                 SELECT ?1, n, printf('00000000-0000-7000-8000-%012x', n), CASE n % 2 WHEN 0 THEN 'a' ELSE 'b' END,
+                        'd', 'c' || n, n, ?2, 0, 1, n FROM s"
+            ),
+            rusqlite::params![conv.as_str(), content],
+        )
+        .expect("fill");
     }
-    let history = stores.history.clone();
+    let history = stores.conversations.clone();
     let mut group = c.benchmark_group("sqlite_history");
     group.throughput(Throughput::Elements(1));
     group.sample_size(20);
@@ -150,6 +140,21 @@ fn history_pages(c: &mut Criterion) {
                 }
                 for t in tasks {
                     t.await.expect("task");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    let reader = UserId::from("c");
+    group.bench_function("unread_of_1m", |b| {
+        b.iter_custom(|iters| {
+            let history = history.clone();
+            let (conv, reader) = (conv.clone(), reader.clone());
+            rt.block_on(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let n = history.unread(&conv, &reader).await.expect("unread");
+                    assert_eq!(n, MESSAGES as u64);
                 }
                 start.elapsed()
             })

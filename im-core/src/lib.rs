@@ -1,12 +1,16 @@
 //! imkit core: where instant-messaging semantics live, with no sockets.
 //!
 //! * [`model`]: ids, messages, groups.
-//! * [`store`]: one async trait per kind of state (presence, history,
-//!   offline inbox, read state, groups, contacts, accounts), held as `Arc<dyn …>`,
-//!   with in-memory backends and, behind features, SQLite and Redis ones.
+//! * [`store`]: one async trait per kind of state (presence, conversations
+//!   with their cursors, devices, groups, contacts, accounts), held as
+//!   `Arc<dyn …>`, with in-memory backends and, behind features, SQLite and
+//!   Redis ones. Messaging writes are [`store::UnitOfWork`]s, each committed
+//!   atomically (and group-committed by the backends).
 //! * [`engine`]: the [`Engine`] that keeps the delivery contract (durable
 //!   before SENT, gap-free seq, idempotent resends, forward-only cursors,
-//!   unread from cursors) and returns what must be pushed to whom.
+//!   unread from cursors) and returns what must be pushed to whom. Devices
+//!   that are not connected get nothing written for them: they catch up
+//!   from their delivered cursors (read diffusion).
 //! * [`auth`] and [`push`]: the hooks an application plugs in.
 //! * [`blob`]: where the bytes of file messages live.
 //! * `testing` (feature `testing`): the conformance suite every store

@@ -186,6 +186,11 @@ impl ConversationId {
         ConversationId::parse_kind(self.as_str()).map(|(_, k)| k)
     }
 
+    /// Whether this is a 1:1 conversation (by its `d:` prefix).
+    pub fn is_direct(&self) -> bool {
+        self.as_str().starts_with("d:")
+    }
+
     /// For a 1:1 conversation that `me` is part of, the other user.
     pub fn peer_of(&self, me: &UserId) -> Option<UserId> {
         match self.kind().ok()? {
@@ -345,7 +350,7 @@ pub fn is_user_content(content: &pb::Content) -> bool {
     )
 }
 
-/// The result of [`crate::store::HistoryStore::append`].
+/// A message appended by a unit of work ([`crate::store::UnitOfWork`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Appended {
     /// The stored message (the original one for a duplicate).
@@ -434,15 +439,6 @@ pub struct DeviceLocation {
     pub device: DeviceId,
     /// The node holding its connection.
     pub node: NodeId,
-}
-
-/// A pointer in a device's offline inbox: "this conversation has news up to seq".
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InboxEntry {
-    /// The conversation.
-    pub conversation: ConversationId,
-    /// Position of the message in its conversation.
-    pub seq: u64,
 }
 
 /// A user's contacts.

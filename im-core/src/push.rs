@@ -1,17 +1,17 @@
-//! The offline push hook: what to do for a recipient with no device online
+//! The offline push hook: what to do for recipients with no device online
 //! (an APNs or FCM gateway, in a real deployment).
 
 use async_trait::async_trait;
 
 use crate::model::{Message, UserId};
 
-/// Called for each recipient of a message who has no device online.
-/// Implementations should hand off quickly (queue the work); the engine
-/// does not wait for a push provider.
+/// Called once per stored message with the recipients who have no device
+/// online. Implementations should hand off quickly (queue the work); the
+/// engine waits for this call before it answers the sender.
 #[async_trait]
 pub trait PushNotifier: Send + Sync + 'static {
-    /// `user` has a new message and no connected device.
-    async fn notify_offline(&self, user: &UserId, message: &Message);
+    /// `users` have a new message and no connected device.
+    async fn notify_offline(&self, users: &[UserId], message: &Message);
 }
 
 /// The default notifier: logs at debug level and does nothing else.
@@ -20,7 +20,7 @@ pub struct LogPushNotifier;
 
 #[async_trait]
 impl PushNotifier for LogPushNotifier {
-    async fn notify_offline(&self, user: &UserId, message: &Message) {
-        tracing::debug!(%user, conversation = %message.conversation, seq = message.seq, "offline push");
+    async fn notify_offline(&self, users: &[UserId], message: &Message) {
+        tracing::debug!(users = users.len(), conversation = %message.conversation, seq = message.seq, "offline push");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use imkit_core::model::*;
-use imkit_core::store::{Direction, HistoryStore, Stores};
+use imkit_core::store::{Committed, ConversationStore, Direction, Stores, UnitOfWork};
 use imkit_core::{Caller, Clock, Engine, EngineConfig, Error};
 use imkit_proto::{Packet, pb};
 use parking_lot::Mutex;
@@ -73,12 +73,9 @@ impl World {
                         .entry(key)
                         .or_default()
                         .push(push.packet.clone());
-                } else if let Some(entry) = push.inbox_entry.clone() {
-                    self.engine
-                        .deliver_offline(&t, entry)
-                        .await
-                        .expect("offline");
                 }
+                // A device that is not connected gets nothing: its cursors
+                // say what it lacks, and it catches up at login.
             }
         }
     }
@@ -213,12 +210,12 @@ async fn history(w: &World, c: &Caller, conv: &str) -> Result<Vec<pb::Message>, 
 
 // ───────────────────── Rule 1: durable before SENT ─────────────────────
 
-/// A history store that refuses every write, as a full disk would.
-struct FailingHistory(imkit_core::store::memory::MemoryHistory);
+/// A conversation store that refuses every write, as a full disk would.
+struct FailingWrites(imkit_core::store::memory::MemoryConversations);
 
 #[async_trait]
-impl HistoryStore for FailingHistory {
-    async fn append(&self, _: NewMessage) -> imkit_core::Result<Appended> {
+impl ConversationStore for FailingWrites {
+    async fn commit(&self, _: UnitOfWork) -> imkit_core::Result<Committed> {
         Err(Error::store("test", "disk full"))
     }
     async fn get(&self, c: &ConversationId, s: u64) -> imkit_core::Result<Option<Message>> {
@@ -242,13 +239,22 @@ impl HistoryStore for FailingHistory {
     async fn max_seq(&self, c: &ConversationId) -> imkit_core::Result<u64> {
         self.0.max_seq(c).await
     }
-    async fn count_unread(
+    async fn unread(&self, c: &ConversationId, r: &UserId) -> imkit_core::Result<u64> {
+        self.0.unread(c, r).await
+    }
+    async fn conversations(&self, u: &UserId) -> imkit_core::Result<Vec<ConversationId>> {
+        self.0.conversations(u).await
+    }
+    async fn delivered(
         &self,
+        u: &UserId,
+        d: &DeviceId,
         c: &ConversationId,
-        a: u64,
-        r: &UserId,
-    ) -> imkit_core::Result<u64> {
-        self.0.count_unread(c, a, r).await
+    ) -> imkit_core::Result<Option<u64>> {
+        self.0.delivered(u, d, c).await
+    }
+    async fn read(&self, u: &UserId, c: &ConversationId) -> imkit_core::Result<u64> {
+        self.0.read(u, c).await
     }
 }
 
@@ -266,7 +272,7 @@ async fn sent_only_after_the_write_is_durable() {
     let stored = w
         .engine
         .stores()
-        .history
+        .conversations
         .get(&ConversationId::new(ack.conversation_id.clone()), ack.seq)
         .await
         .expect("get")
@@ -277,7 +283,7 @@ async fn sent_only_after_the_write_is_durable() {
 
     // When the store cannot write, there is no SENT and nothing is pushed.
     let mut stores = Stores::memory();
-    stores.history = Arc::new(FailingHistory(Default::default()));
+    stores.conversations = Arc::new(FailingWrites(Default::default()));
     let w = World::with_stores(stores);
     let alice = w.connect("alice", "phone").await;
     let bob = w.connect("bob", "phone").await;
@@ -1037,7 +1043,7 @@ async fn one_to_one_with_receipts_offline_and_multi_device() {
             .any(|p| matches!(p, Packet::ReceiptPush(r) if r.kind == pb::ReceiptKind::Read as i32))
     );
 
-    // Delivered acks emptied Bob's inbox: a new login drains nothing.
+    // Delivered acks moved Bob's cursor to the end: a new login brings nothing.
     w.disconnect(&bob).await;
     let bob = w.connect("bob", "phone").await;
     assert!(w.take_messages(&bob).is_empty());

@@ -5,18 +5,48 @@ use std::time::Duration;
 
 use imkit_core::model::*;
 use imkit_core::store::PresenceStore;
-use imkit_core::store::redis::{RedisDb, RedisPresence, open_stores, stores_on};
+use imkit_core::store::redis::{RedisDb, RedisPresence, stores_on};
 use imkit_core::testing::redis_server::TestRedis;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_stores_conform() {
+mod conformance {
+    use imkit_core::testing::redis_server::TestRedis;
+
+    imkit_core::conformance_tests!(async {
+        let redis = TestRedis::start()?;
+        let stores = imkit_core::store::redis::open_stores(&redis.url, &redis.namespace())
+            .await
+            .expect("connect");
+        Some((redis, stores))
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_in_another_layout_is_refused() {
     let Some(redis) = TestRedis::start() else {
         return;
     };
-    let stores = open_stores(&redis.url, &redis.namespace())
+    let ns = redis.namespace();
+    RedisDb::connect(&redis.url, &ns)
+        .await
+        .expect("claims the namespace");
+    RedisDb::connect(&redis.url, &ns)
+        .await
+        .expect("and opens it again");
+    let client = redis::Client::open(redis.url.as_str()).expect("client");
+    let mut c = client
+        .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    imkit_core::testing::run_all(stores).await;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{ns}format"))
+        .arg(1)
+        .query_async(&mut c)
+        .await
+        .expect("set");
+    let err = RedisDb::connect(&redis.url, &ns)
+        .await
+        .expect_err("an old layout is refused");
+    assert!(err.to_string().contains("key layout"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,9 +119,9 @@ async fn engine_runs_on_redis() {
                 })),
             }),
         };
-        engine.send(&alice, req).await.expect("send");
+        let _ = engine.send(&alice, req).await.expect("send");
     }
-    // Bob was offline: his login drains the inbox in order.
+    // Bob was offline: his login brings what he missed, in order.
     let login = engine.login(&bob.user, &bob.device).await.expect("login");
     let seqs: Vec<u64> = login
         .pushes

@@ -11,8 +11,8 @@
 //! Each node also refreshes a liveness key (`p:alive:{node}`, TTL
 //! [`ClusterOptions::liveness_ttl`], default 5 s). Presence lookups ignore
 //! and remove entries of a node whose key has expired, so a node killed
-//! outright stops receiving traffic within one TTL, and its users'
-//! messages go to their offline inboxes until they reconnect elsewhere.
+//! outright stops receiving traffic within one TTL; its users catch up from
+//! their cursors when they reconnect elsewhere.
 
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use imkit_core::Target;
-use imkit_core::model::{ConversationId, DeviceId, InboxEntry, NodeId, UserId};
+use imkit_core::model::{DeviceId, NodeId, UserId};
 use imkit_core::store::Stores;
 use imkit_core::store::redis::{RedisDb, RedisPresence, stores_on};
 use imkit_proto::pb::KickReason;
@@ -144,12 +144,8 @@ impl RedisCluster {
             };
             let payload: Vec<u8> = msg.get_payload().map_err(|e| e.to_string())?;
             match decode(Bytes::from(payload)) {
-                Some(Envelope::Deliver {
-                    targets,
-                    entry,
-                    frame,
-                }) => {
-                    local.deliver(&targets, frame, entry.as_ref()).await;
+                Some(Envelope::Deliver { targets, frame }) => {
+                    local.deliver(&targets, frame);
                 }
                 Some(Envelope::Kick {
                     user,
@@ -169,15 +165,8 @@ impl RedisCluster {
 
 #[async_trait]
 impl ClusterBus for RedisCluster {
-    async fn forward(
-        &self,
-        node: &NodeId,
-        frame: Bytes,
-        targets: Vec<Target>,
-        entry: Option<InboxEntry>,
-    ) {
-        self.publish(node, encode_deliver(&targets, entry.as_ref(), &frame))
-            .await;
+    async fn forward(&self, node: &NodeId, frame: Bytes, targets: Vec<Target>) {
+        self.publish(node, encode_deliver(&targets, &frame)).await;
     }
 
     async fn kick(&self, node: &NodeId, target: Target, reason: KickReason) {
@@ -213,8 +202,7 @@ impl ClusterBus for RedisCluster {
 
 // ───────────────────────────── Envelope ─────────────────────────────
 //
-// deliver: 0x01, u32 n, n × (str user, str device), u8 has_entry,
-//          [str conversation, u64 seq], frame bytes (the rest)
+// deliver: 0x01, u32 n, n × (str user, str device), frame bytes (the rest)
 // kick:    0x02, str user, str device, i32 reason
 // revoke:  0x03, str user, str token id
 // str:     u16 length, UTF-8 bytes
@@ -222,7 +210,6 @@ impl ClusterBus for RedisCluster {
 enum Envelope {
     Deliver {
         targets: Vec<Target>,
-        entry: Option<InboxEntry>,
         frame: Bytes,
     },
     Kick {
@@ -253,21 +240,13 @@ fn get_str(b: &mut Bytes) -> Option<String> {
     String::from_utf8(b.split_to(n).to_vec()).ok()
 }
 
-fn encode_deliver(targets: &[Target], entry: Option<&InboxEntry>, frame: &Bytes) -> Bytes {
+fn encode_deliver(targets: &[Target], frame: &Bytes) -> Bytes {
     let mut b = BytesMut::with_capacity(16 + targets.len() * 24 + frame.len());
     b.put_u8(1);
     b.put_u32(targets.len() as u32);
     for t in targets {
         put_str(&mut b, t.user.as_str());
         put_str(&mut b, t.device.as_str());
-    }
-    match entry {
-        Some(e) => {
-            b.put_u8(1);
-            put_str(&mut b, e.conversation.as_str());
-            b.put_u64(e.seq);
-        }
-        None => b.put_u8(0),
     }
     b.put_slice(frame);
     b.freeze()
@@ -314,24 +293,7 @@ fn decode(mut b: Bytes) -> Option<Envelope> {
             if !b.has_remaining() {
                 return None;
             }
-            let entry = match b.get_u8() {
-                1 => {
-                    let conversation = ConversationId::new(get_str(&mut b)?);
-                    if b.remaining() < 8 {
-                        return None;
-                    }
-                    Some(InboxEntry {
-                        conversation,
-                        seq: b.get_u64(),
-                    })
-                }
-                _ => None,
-            };
-            Some(Envelope::Deliver {
-                targets,
-                entry,
-                frame: b,
-            })
+            Some(Envelope::Deliver { targets, frame: b })
         }
         2 => {
             let user = UserId::new(get_str(&mut b)?);
@@ -366,20 +328,14 @@ mod tests {
             device: DeviceId::from("phone"),
             node: NodeId::from("b"),
         }];
-        let entry = InboxEntry {
-            conversation: ConversationId::from("d:alice:bob"),
-            seq: 7,
-        };
         let frame = Bytes::from_static(b"frame-bytes");
-        match decode(encode_deliver(&targets, Some(&entry), &frame)) {
+        match decode(encode_deliver(&targets, &frame)) {
             Some(Envelope::Deliver {
                 targets: t,
-                entry: e,
                 frame: f,
             }) => {
                 assert_eq!(t[0].user.as_str(), "bob");
                 assert_eq!(t[0].device.as_str(), "phone");
-                assert_eq!(e, Some(entry));
                 assert_eq!(f, frame);
             }
             _ => panic!("deliver envelope"),

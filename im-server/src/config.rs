@@ -26,7 +26,7 @@ pub struct Limits {
     pub rate_burst: u32,
     /// Frames queued for one connection's writer (default 1,024). A push
     /// that finds the queue full closes the connection as a slow consumer;
-    /// the message stays in the device's offline inbox.
+    /// the device catches up from its delivered cursor when it returns.
     pub queue_len: usize,
     /// Most bytes the writer coalesces into one write (default 64 KiB).
     pub write_batch_bytes: usize,

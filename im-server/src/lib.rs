@@ -3,13 +3,14 @@
 //! [`Server::builder`] picks stores, the authenticator, the push notifier,
 //! [`Limits`] and listeners; [`Server::run`] serves until shutdown. Inside,
 //! each connection is a session task (login deadline, heartbeats, rate
-//! limit, dispatch to the [`imkit_core::Engine`]) plus a writer task that
-//! drains a bounded queue in batches; the [`Router`] delivers the engine's
-//! pushes to local queues, to other nodes through a [`ClusterBus`], or to
-//! the offline inbox. With feature `http`, [`http`] serves the HTTP API
-//! (accounts, tokens, server-side sends, files; see docs/openapi.json)
-//! through the same engine and router. The `imkit-server` binary wraps all
-//! of it.
+//! limit) plus a writer task that drains a bounded queue in batches. Every
+//! request, from a session or the HTTP API, runs through
+//! [`Router::exec`]: the [`imkit_core::Engine`] commits it, and the router
+//! delivers what it produced to local queues and to other nodes through a
+//! [`ClusterBus`]. Devices that are not connected catch up from their
+//! cursors. With feature `http`, [`http`] serves the HTTP API (accounts,
+//! tokens, server-side sends, files; see docs/openapi.json). The
+//! `imkit-server` binary wraps all of it.
 
 #[cfg(feature = "redis")]
 pub mod cluster;

@@ -127,7 +127,7 @@ impl Outbox {
     }
 
     /// The writer has stopped: drops what is queued and refuses the rest,
-    /// so later sends fall back to the offline inbox.
+    /// so later sends are refused (the device catches up from its cursors).
     pub(crate) fn abandon(&self) {
         let dropped = {
             let mut state = self.state.lock();

@@ -177,6 +177,16 @@ impl Registry {
             .map(|(_, h)| h.clone())
     }
 
+    /// Calls `f` with each of a user's connections, under the lookup's
+    /// lock (`f` must not block or wait).
+    pub(crate) fn with_devices(&self, user: &UserId, mut f: impl FnMut(&DeviceId, &ConnHandle)) {
+        if let Some(devices) = self.shard(user).lock().get(user) {
+            for (d, h) in devices {
+                f(d, h);
+            }
+        }
+    }
+
     /// The connections of a user.
     pub fn user(&self, user: &UserId) -> Vec<(DeviceId, ConnHandle)> {
         self.shard(user)

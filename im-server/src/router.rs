@@ -1,19 +1,61 @@
-//! The router: takes the engine's pushes and gets each one to its targets.
+//! The router: the one place where an engine operation runs and what it
+//! produced is delivered ([`Router::exec`]). Sessions, the HTTP API and
+//! server-side sends all go through it.
+//!
 //! A push is encoded once; every target's queue gets a clone of the same
-//! bytes. Targets on this node go to their connection's queue, targets on
-//! other nodes go to the cluster bus, and targets that cannot be reached
-//! get an offline inbox entry (for messages), so nothing is lost.
+//! bytes. Targets on this node are handed to their connections' queues
+//! without waiting (a user's devices in one registry lookup), targets on
+//! other nodes go to the cluster bus, one hand-off per node. A device that
+//! cannot be reached loses nothing: the message is stored, and the device
+//! catches up from its delivered cursor when it next syncs or logs in.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use imkit_core::model::{InboxEntry, NodeId, UserId};
-use imkit_core::{Engine, Push, Target};
+use imkit_core::model::{DeviceId, NodeId, UserId};
+use imkit_core::{Engine, Outcome, Push, Target};
 use imkit_proto::pb::KickReason;
 
 use crate::outbox::PushError;
 use crate::registry::Registry;
+
+/// Deliveries a task may queue for other connections before it yields to
+/// let their writers run. Small enough that one message to a large group,
+/// or a few hundred 1:1 messages, is a slice.
+pub(crate) const FANOUT_SLICE: usize = 256;
+
+tokio::task_local! {
+    /// Deliveries queued by this task since it last yielded (see [`paced`]).
+    static SINCE_YIELD: Cell<usize>;
+}
+
+/// Runs `f` (a session) with fan-out pacing: [`Router::exec`] yields once
+/// the task has queued [`FANOUT_SLICE`] deliveries. A sender whose frames
+/// are already buffered never waits on its socket, so without this one task
+/// could fan out message after message to a large group while the writers
+/// that empty those queues starve, and the queues would only grow. With it,
+/// overload slows the sender (its socket backs up) instead, and each writer
+/// finds several frames to write in one call. Outside a paced task (an HTTP
+/// request), a single large fan-out yields.
+pub(crate) fn paced<F: Future>(f: F) -> impl Future<Output = F::Output> {
+    SINCE_YIELD.scope(Cell::new(0), f)
+}
+
+async fn pace(delivered: usize) {
+    let due = SINCE_YIELD
+        .try_with(|since| {
+            let n = since.get() + delivered;
+            since.set(if n >= FANOUT_SLICE { 0 } else { n });
+            n >= FANOUT_SLICE
+        })
+        .unwrap_or(delivered >= FANOUT_SLICE);
+    if due {
+        tokio::task::yield_now().await;
+    }
+}
 
 /// How a node reaches the others. [`crate::cluster::RedisCluster`] is the
 /// Redis implementation (feature `redis`); a single node has none.
@@ -21,13 +63,7 @@ use crate::registry::Registry;
 pub trait ClusterBus: Send + Sync + 'static {
     /// Hands an encoded frame to `node` for delivery to `targets`. A lost
     /// hand-off is recovered by the client's gap check and sync.
-    async fn forward(
-        &self,
-        node: &NodeId,
-        frame: Bytes,
-        targets: Vec<Target>,
-        entry: Option<InboxEntry>,
-    );
+    async fn forward(&self, node: &NodeId, frame: Bytes, targets: Vec<Target>);
 
     /// Asks `node` to kick a device's connection (a newer login elsewhere).
     async fn kick(&self, node: &NodeId, target: Target, reason: KickReason);
@@ -58,20 +94,13 @@ impl LocalNode {
         self.router.node()
     }
 
-    /// Delivers an encoded frame to local connections (or their inboxes).
-    pub async fn deliver(&self, targets: &[Target], frame: Bytes, entry: Option<&InboxEntry>) {
-        for t in targets {
-            self.router.deliver_local(t, frame.clone(), entry).await;
-        }
+    /// Delivers an encoded frame to local connections.
+    pub fn deliver(&self, targets: &[Target], frame: Bytes) -> usize {
+        self.router.deliver_local(targets, &frame)
     }
 
     /// Kicks a local device's connection; returns whether it was here.
-    pub fn kick(
-        &self,
-        user: &imkit_core::model::UserId,
-        device: &imkit_core::model::DeviceId,
-        reason: KickReason,
-    ) -> bool {
+    pub fn kick(&self, user: &UserId, device: &DeviceId, reason: KickReason) -> bool {
         crate::session::kick_local(&self.registry, user, device, reason)
     }
 
@@ -82,7 +111,7 @@ impl LocalNode {
     }
 }
 
-/// Delivers pushes. Cheap to clone.
+/// Runs engine operations and delivers their pushes. Cheap to clone.
 #[derive(Clone)]
 pub struct Router {
     engine: Engine,
@@ -120,8 +149,30 @@ impl Router {
         &self.engine.config().node
     }
 
-    /// Delivers every push.
-    pub async fn deliver_all(&self, pushes: Vec<Push>) -> usize {
+    /// The engine the operations run on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Runs an engine operation and delivers the pushes it produced, then
+    /// returns its reply. Every front end calls this, so no caller can
+    /// forget a delivery:
+    ///
+    /// ```ignore
+    /// let sent = router.exec(router.engine().send(&caller, request)).await?;
+    /// ```
+    pub async fn exec<T>(
+        &self,
+        op: impl Future<Output = imkit_core::Result<Outcome<T>>>,
+    ) -> imkit_core::Result<T> {
+        let outcome = op.await?;
+        let delivered = self.deliver_all(outcome.pushes).await;
+        pace(delivered).await;
+        Ok(outcome.reply)
+    }
+
+    /// Delivers every push; returns how many targets they had.
+    pub(crate) async fn deliver_all(&self, pushes: Vec<Push>) -> usize {
         let mut n = 0;
         for push in pushes {
             n += push.targets.len();
@@ -131,7 +182,7 @@ impl Router {
     }
 
     /// Delivers one push: encoded once, shared by every target.
-    pub async fn deliver(&self, push: Push) {
+    async fn deliver(&self, push: Push) {
         if push.targets.is_empty() {
             return;
         }
@@ -146,57 +197,56 @@ impl Router {
                 return;
             }
         };
-        let mut remote: Vec<(NodeId, Vec<Target>)> = Vec::new();
-        for target in push.targets {
-            if &target.node == self.node() {
-                self.deliver_local(&target, bytes.clone(), push.inbox_entry.as_ref())
-                    .await;
-            } else {
-                match remote.iter_mut().find(|(n, _)| *n == target.node) {
-                    Some((_, ts)) => ts.push(target),
-                    None => remote.push((target.node.clone(), vec![target])),
-                }
-            }
+        let here = self.node();
+        let (local, remote): (Vec<Target>, Vec<Target>) =
+            push.targets.into_iter().partition(|t| &t.node == here);
+        self.deliver_local(&local, &bytes);
+        if remote.is_empty() {
+            return;
         }
-        for (node, targets) in remote {
-            match &self.bus {
-                Some(bus) => {
-                    bus.forward(&node, bytes.clone(), targets, push.inbox_entry.clone())
-                        .await
-                }
-                None => {
-                    for t in targets {
-                        self.offline(&t, push.inbox_entry.as_ref()).await;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Puts encoded bytes in a local connection's queue, or falls back to
-    /// the offline inbox.
-    pub async fn deliver_local(&self, target: &Target, bytes: Bytes, entry: Option<&InboxEntry>) {
-        let Some(conn) = self.registry.get(&target.user, &target.device) else {
-            self.offline(target, entry).await;
+        let Some(bus) = &self.bus else {
+            // Presence names a node this one cannot reach: those devices
+            // catch up from their cursors.
             return;
         };
-        match conn.outbox.try_push(bytes) {
-            Ok(()) => {}
-            Err(PushError::Full(_)) => {
-                tracing::warn!(user = %target.user, device = %target.device, "slow consumer: queue full, closing");
-                conn.kick(KickReason::SlowConsumer, "outbound queue full");
-                self.offline(target, entry).await;
+        let mut by_node: Vec<(NodeId, Vec<Target>)> = Vec::new();
+        for t in remote {
+            match by_node.iter_mut().find(|(n, _)| *n == t.node) {
+                Some((_, ts)) => ts.push(t),
+                None => by_node.push((t.node.clone(), vec![t])),
             }
-            Err(PushError::Closed) => self.offline(target, entry).await,
+        }
+        for (node, targets) in by_node {
+            bus.forward(&node, bytes.clone(), targets).await;
         }
     }
 
-    async fn offline(&self, target: &Target, entry: Option<&InboxEntry>) {
-        let Some(entry) = entry else { return };
-        if let Err(e) = self.engine.deliver_offline(target, entry.clone()).await {
-            // The delivery cursor still records what the device lacks; it
-            // catches up through sync.
-            tracing::warn!(error = %e, user = %target.user, "offline inbox write failed");
+    /// Queues encoded bytes for local connections, without waiting: a
+    /// user's devices are found in one registry lookup (consecutive targets
+    /// of one user share it). A connection whose queue is full is closed as
+    /// a slow consumer; it catches up from its cursors when it returns.
+    /// Returns how many connections took the frame.
+    pub(crate) fn deliver_local(&self, targets: &[Target], bytes: &Bytes) -> usize {
+        let mut queued = 0;
+        let mut rest = targets;
+        while let Some(first) = rest.first() {
+            let same_user = rest.iter().take_while(|t| t.user == first.user).count();
+            let (mine, later) = rest.split_at(same_user);
+            rest = later;
+            self.registry.with_devices(&first.user, |device, conn| {
+                if !mine.iter().any(|t| &t.device == device) {
+                    return;
+                }
+                match conn.outbox.try_push(bytes.clone()) {
+                    Ok(()) => queued += 1,
+                    Err(PushError::Full(_)) => {
+                        tracing::warn!(user = %first.user, %device, "slow consumer: queue full, closing");
+                        conn.kick(KickReason::SlowConsumer, "outbound queue full");
+                    }
+                    Err(PushError::Closed) => {}
+                }
+            });
         }
+        queued
     }
 }

@@ -297,6 +297,19 @@ impl ServerHandle {
         &self.shared.router
     }
 
+    /// Runs an engine operation and delivers what it produced (see
+    /// [`Router::exec`]):
+    ///
+    /// ```ignore
+    /// let sent = handle.exec(handle.engine().send_as_system(request)).await?;
+    /// ```
+    pub async fn exec<T>(
+        &self,
+        op: impl std::future::Future<Output = imkit_core::Result<imkit_core::Outcome<T>>>,
+    ) -> imkit_core::Result<T> {
+        self.shared.router.exec(op).await
+    }
+
     /// Closes a user's connections on every node (or only `device`'s) with
     /// `reason`; returns how many were asked to close.
     pub async fn kick_user(

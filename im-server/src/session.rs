@@ -1,7 +1,8 @@
 //! A connection's session task: login within the deadline, heartbeats, rate
-//! limits, request dispatch to the engine, kicks, and pacing of its fan-out
-//! ([`FANOUT_SLICE`]). Beside it, the connection's writer task drains its
-//! bounded [`Outbox`] in batches.
+//! limits, request dispatch to the engine through [`Router::exec`], and
+//! kicks; it runs [`paced`](crate::router::paced), so its fan-out yields to
+//! the writers. Beside it, the connection's writer task drains its bounded
+//! [`Outbox`] in batches.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -45,14 +46,7 @@ struct Session {
     caller: Option<Caller>,
     limiter: DefaultDirectRateLimiter,
     peer: String,
-    /// Deliveries queued since this task last let others run.
-    queued_since_yield: usize,
 }
-
-/// Deliveries a session may queue for other connections before it yields
-/// to let their writers run (see [`Session::pace`]). Small enough that one
-/// message to a large group, or a few hundred 1:1 messages, is a slice.
-pub(crate) const FANOUT_SLICE: usize = 256;
 
 /// Runs a connection to its end.
 pub(crate) async fn run(
@@ -78,9 +72,8 @@ pub(crate) async fn run(
         caller: None,
         limiter: RateLimiter::direct(quota),
         peer,
-        queued_since_yield: 0,
     };
-    session.read_loop(&mut reader).await;
+    crate::router::paced(session.read_loop(&mut reader)).await;
     // Boxed: the engine's futures are large, and an idle connection should
     // not carry room for them (see `read_loop`).
     Box::pin(session.finish()).await;
@@ -117,7 +110,7 @@ pub(crate) async fn write_loop(
             batch = Vec::new();
         }
     }
-    // Later pushes fall back to the offline inbox.
+    // Later pushes are refused; the device catches up from its cursors.
     outbox.abandon();
     w.close().await;
 }
@@ -246,13 +239,12 @@ impl Session {
             }
             packet => {
                 let is_typing = matches!(packet, Packet::Typing(_));
-                match self.shared.engine.handle(&caller, packet).await {
-                    Ok(outcome) => {
+                let router = &self.shared.router;
+                match router.exec(router.engine().handle(&caller, packet)).await {
+                    Ok(reply) => {
                         if !is_typing {
-                            self.send(outcome.reply, id).await;
+                            self.send(reply, id).await;
                         }
-                        let queued = self.shared.router.deliver_all(outcome.pushes).await;
-                        self.pace(queued).await;
                     }
                     Err(e) => {
                         if matches!(e, imkit_core::Error::Store { .. }) {
@@ -264,21 +256,6 @@ impl Session {
             }
         }
         Flow::Continue
-    }
-
-    /// Lets the writer tasks run once this session has queued
-    /// [`FANOUT_SLICE`] deliveries. A sender whose frames are already
-    /// buffered never waits on its socket, so without this one task could
-    /// fan out message after message to a large group while the writers
-    /// that empty those queues starve, and the queues would only grow. With
-    /// it, overload slows the sender (its socket backs up) instead, and each
-    /// writer finds several frames to write in one call.
-    async fn pace(&mut self, queued: usize) {
-        self.queued_since_yield += queued;
-        if self.queued_since_yield >= FANOUT_SLICE {
-            self.queued_since_yield = 0;
-            tokio::task::yield_now().await;
-        }
     }
 
     async fn login(&mut self, id: PacketId, req: pb::LoginRequest) -> Flow {

@@ -189,7 +189,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         );
         let conv = ConversationId::direct(&UserId::from(format!("u{i}")), &UserId::from("sink"));
         let all = stores
-            .history
+            .conversations
             .range(&conv, 0, Direction::Forward, usize::MAX)
             .await
             .expect("history");

@@ -2,8 +2,7 @@
 
 use imkit_proto::{Packet, pb};
 
-use super::messaging::push_of;
-use super::{Caller, Engine, Outcome, Push};
+use super::{Caller, Engine, Outcome, Push, push_of};
 use crate::model::*;
 use crate::{Error, Result};
 

@@ -4,9 +4,10 @@
 use imkit_proto::pb;
 use serde_json::json;
 
-use super::messaging::SYSTEM_ID_PREFIX;
+use super::send::SYSTEM_ID_PREFIX;
 use super::{Caller, Engine, Outcome, Push};
 use crate::model::*;
+use crate::store::{MoveTo, UnitOfWork};
 use crate::{Error, Result};
 
 fn group_info(g: &Group, member_count: usize) -> pb::GroupInfo {
@@ -62,7 +63,11 @@ impl Engine {
     }
 
     /// Writes a system event into a group's conversation and fans it out
-    /// to `audience`.
+    /// to `audience`. Members who join with this event (`joining`) start
+    /// reading there: their read cursors move to just before the event, so
+    /// the group's earlier messages never count as unread or are owed to
+    /// their devices (they can still page through its history), and the
+    /// event itself reaches them.
     async fn system_event(
         &self,
         caller: &Caller,
@@ -70,26 +75,34 @@ impl Engine {
         kind: &str,
         data: serde_json::Value,
         audience: &[UserId],
+        joining: &[UserId],
     ) -> Result<Push> {
+        let conversation = ConversationId::group(g);
+        let mut unit = UnitOfWork::new(conversation.clone()).append(NewMessage {
+            id: MessageId::new(),
+            conversation,
+            sender: caller.user.clone(),
+            sender_device: caller.device.clone(),
+            client_msg_id: format!("{SYSTEM_ID_PREFIX}{}", uuid::Uuid::now_v7()),
+            timestamp_ms: self.now(),
+            content: pb::Content {
+                body: Some(pb::content::Body::System(pb::SystemEvent {
+                    kind: kind.to_owned(),
+                    data: data.to_string(),
+                })),
+            },
+        });
+        for u in joining {
+            unit = unit.read(u.clone(), MoveTo::BeforeAppended);
+        }
         let appended = self
             .inner
             .stores
-            .history
-            .append(NewMessage {
-                id: MessageId::new(),
-                conversation: ConversationId::group(g),
-                sender: caller.user.clone(),
-                sender_device: caller.device.clone(),
-                client_msg_id: format!("{SYSTEM_ID_PREFIX}{}", uuid::Uuid::now_v7()),
-                timestamp_ms: self.now(),
-                content: pb::Content {
-                    body: Some(pb::content::Body::System(pb::SystemEvent {
-                        kind: kind.to_owned(),
-                        data: data.to_string(),
-                    })),
-                },
-            })
-            .await?;
+            .conversations
+            .commit(unit)
+            .await?
+            .appended
+            .ok_or_else(|| Error::store("engine", "a system event unit stored nothing"))?;
         self.fan_out(&appended.message, audience, caller).await
     }
 
@@ -148,6 +161,7 @@ impl Engine {
                 "created",
                 json!({ "by": caller.user.as_str(), "name": group.name, "members": users.iter().map(UserId::as_str).collect::<Vec<_>>() }),
                 &users,
+                &users,
             )
             .await?;
         Ok(Outcome::new(
@@ -177,6 +191,7 @@ impl Engine {
                 "dismissed",
                 json!({ "by": caller.user.as_str() }),
                 &members,
+                &[],
             )
             .await?;
         self.inner.stores.groups.dismiss(&g).await?;
@@ -227,6 +242,7 @@ impl Engine {
                     "member_added",
                     json!({ "by": caller.user.as_str(), "users": added.iter().map(UserId::as_str).collect::<Vec<_>>() }),
                     &members,
+                    &added,
                 )
                 .await?,
             );
@@ -286,6 +302,7 @@ impl Engine {
                     "member_removed",
                     json!({ "by": caller.user.as_str(), "users": removed.iter().map(UserId::as_str).collect::<Vec<_>>() }),
                     &before,
+                    &[],
                 )
                 .await?,
             );
@@ -325,6 +342,7 @@ impl Engine {
                 "updated",
                 json!({ "by": caller.user.as_str(), "name": req.name, "avatar": req.avatar }),
                 &members,
+                &[],
             )
             .await?;
         Ok(Outcome::new(
@@ -374,6 +392,7 @@ impl Engine {
                 "role_changed",
                 json!({ "by": caller.user.as_str(), "user": user.as_str(), "role": role.as_str() }),
                 &members,
+                &[],
             )
             .await?;
         Ok(Outcome::new(pb::GroupSetRoleResponse {}, vec![push]))

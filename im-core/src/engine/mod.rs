@@ -1,15 +1,28 @@
 //! The messaging engine: every rule of the delivery contract, with no
 //! sockets. A transport (the server, or a test) calls [`Engine::handle`]
 //! with a caller and a request packet and gets back an [`Outcome`]: the
-//! reply, and the [`Push`]es that must reach other devices. Pushes name
-//! each target device and the node it is connected to; devices that are
-//! not connected have already been given an offline inbox entry, and
-//! users with no connected device have been passed to the
-//! [`PushNotifier`].
+//! reply, and the [`Push`]es that must reach other devices. Pushes name each
+//! target device and the node it is connected to; the transport delivers
+//! them (the server in one place, `Router::exec`).
+//!
+//! Each operation first reads what it must check (membership, blocks,
+//! the recall target), then writes everything as one
+//! [`UnitOfWork`](crate::store::UnitOfWork) and fans out only what that
+//! commit stored. Devices that are not connected get nothing written for
+//! them: what a device has not received is its delivered cursor against the
+//! conversation's highest seq, and it catches up from there when it returns
+//! (see [`Engine::login`] and [`Engine::sync`]). Users with no device online
+//! are handed to the [`PushNotifier`].
+//!
+//! Files: `send.rs` (sending, recall, typing), `receipts.rs` (cursors and
+//! read counts), `sync.rs` (catch-up, history, the conversation list),
+//! `groups.rs` and `contacts.rs`.
 
 mod contacts;
 mod groups;
-mod messaging;
+mod receipts;
+mod send;
+mod sync;
 
 use std::sync::Arc;
 
@@ -17,7 +30,7 @@ use imkit_proto::{Packet, PacketId, pb};
 
 use crate::model::*;
 use crate::push::{LogPushNotifier, PushNotifier};
-use crate::store::{Direction, Stores};
+use crate::store::Stores;
 use crate::{Clock, Error, Result};
 
 /// Limits and settings of the engine. Every field has a documented default.
@@ -34,7 +47,7 @@ pub struct EngineConfig {
     /// Longest file name, in bytes (default 255).
     pub max_file_name_bytes: usize,
     /// Messages per conversation in a sync answer when the client names no
-    /// limit (default 100), and in an offline drain at login.
+    /// limit (default 100), and pushed per conversation at login.
     pub sync_default_limit: usize,
     /// Cap on a client's sync limit (default 500).
     pub sync_max_limit: usize,
@@ -44,8 +57,8 @@ pub struct EngineConfig {
     pub history_max_limit: usize,
     /// Most members a group may have (default 10,000).
     pub max_group_members: usize,
-    /// Most inbox conversations drained at login (default 1,000); the rest
-    /// arrive through sync.
+    /// Most conversations whose missed messages are pushed at login
+    /// (default 1,000); the rest arrive through sync.
     pub login_drain_limit: usize,
     /// Source of time.
     pub clock: Clock,
@@ -110,13 +123,12 @@ pub struct Push {
     pub packet: Packet,
     /// Where it goes.
     pub targets: Vec<Target>,
-    /// For message pushes: where the message sits, so a transport that
-    /// cannot reach a target can put it in the device's offline inbox.
-    pub inbox_entry: Option<InboxEntry>,
 }
 
 /// What a request produced: the reply for the caller and pushes for others.
+/// A transport must deliver the pushes; the server does it in one place.
 #[derive(Debug, Clone)]
+#[must_use = "the pushes of an outcome must be delivered"]
 pub struct Outcome<T> {
     /// The answer to the request.
     pub reply: T,
@@ -125,18 +137,21 @@ pub struct Outcome<T> {
 }
 
 impl<T> Outcome<T> {
-    fn new(reply: T, pushes: Vec<Push>) -> Self {
+    /// An outcome with pushes.
+    pub fn new(reply: T, pushes: Vec<Push>) -> Self {
         Outcome { reply, pushes }
     }
 
-    fn reply(reply: T) -> Self {
+    /// An outcome with no pushes.
+    pub fn reply(reply: T) -> Self {
         Outcome {
             reply,
             pushes: Vec::new(),
         }
     }
 
-    fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+    /// Changes the reply, keeping the pushes.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
         Outcome {
             reply: f(self.reply),
             pushes: self.pushes,
@@ -150,6 +165,8 @@ pub struct LoginOutcome {
     /// The node the same device was connected to before, if any: that
     /// connection must be kicked.
     pub replaced: Option<NodeId>,
+    /// Whether this device logged in for the first time.
+    pub new_device: bool,
     /// Messages the device missed while offline.
     pub pushes: Vec<Push>,
 }
@@ -281,44 +298,32 @@ impl Engine {
         })
     }
 
-    /// Records a device's login on this node and collects what it missed.
+    /// Records a device's login on this node and collects what it missed:
+    /// for each of the user's conversations where the device is behind (its
+    /// delivered cursor, or the user's read cursor for a device that never
+    /// acknowledged anything there, against the highest seq), up to
+    /// [`EngineConfig::sync_default_limit`] messages, for at most
+    /// [`EngineConfig::login_drain_limit`] conversations. The rest arrive
+    /// through [`Engine::sync`].
     pub async fn login(&self, user: &UserId, device: &DeviceId) -> Result<LoginOutcome> {
         if user.is_system() {
             return Err(Error::Forbidden(format!("{user} cannot log in")));
         }
         let s = &self.inner.stores;
         let node = &self.inner.config.node;
-        s.read_state.register_device(user, device).await?;
+        let new_device = s.devices.register(user, device).await?;
         let replaced = s.presence.online(user, device, node).await?;
         let target = Target {
             user: user.clone(),
             device: device.clone(),
             node: node.clone(),
         };
-        let mut pushes = Vec::new();
-        let pending = s
-            .inbox
-            .pending(user, device, self.inner.config.login_drain_limit)
-            .await?;
-        for entry in pending {
-            let from = s
-                .read_state
-                .delivered(user, device, &entry.conversation)
-                .await?;
-            let messages = s
-                .history
-                .range(
-                    &entry.conversation,
-                    from,
-                    Direction::Forward,
-                    self.inner.config.sync_default_limit,
-                )
-                .await?;
-            for m in messages {
-                pushes.push(message_push(&m, vec![target.clone()]));
-            }
-        }
-        Ok(LoginOutcome { replaced, pushes })
+        let pushes = self.missed_pushes(user, device, target).await?;
+        Ok(LoginOutcome {
+            replaced,
+            new_device,
+            pushes,
+        })
     }
 
     /// Records that a device's connection on this node ended. Does nothing
@@ -331,26 +336,22 @@ impl Engine {
             .await
     }
 
-    /// Puts a message pointer in a device's inbox, for a transport that
-    /// found the target's connection gone.
-    pub async fn deliver_offline(&self, target: &Target, entry: InboxEntry) -> Result<()> {
-        self.inner
-            .stores
-            .inbox
-            .push(&target.user, &target.device, entry)
-            .await
-    }
-
     /// A business notification for users, pushed to their connected
-    /// devices. Not stored.
-    pub async fn notify(&self, users: &[UserId], notification: pb::Notification) -> Result<Push> {
+    /// devices. Not stored. The reply is how many devices it is for.
+    pub async fn notify(
+        &self,
+        users: &[UserId],
+        notification: pb::Notification,
+    ) -> Result<Outcome<usize>> {
         let targets = self.online_targets(users, None).await?;
-        Ok(Push {
-            packet_id: PacketId::new(),
-            packet: Packet::Notification(notification),
-            targets,
-            inbox_entry: None,
-        })
+        Ok(Outcome::new(
+            targets.len(),
+            vec![Push {
+                packet_id: PacketId::new(),
+                packet: Packet::Notification(notification),
+                targets,
+            }],
+        ))
     }
 
     /// The connected devices of `users`, except the caller's own device.
@@ -372,50 +373,34 @@ impl Engine {
         Ok(targets)
     }
 
-    /// Fans a stored message out to `users`: a push for connected devices,
-    /// an inbox entry for the others, and the push notifier for users with
-    /// no connected device. The sender's own device is skipped.
+    /// Fans a stored message out to `users`: a push for their connected
+    /// devices except the sender's own, and the push notifier for users
+    /// (other than the sender) with no device online. Nothing is written
+    /// for devices that are not connected: their delivered cursors already
+    /// say what they lack.
     async fn fan_out(&self, message: &Message, users: &[UserId], sender: &Caller) -> Result<Push> {
-        let s = &self.inner.stores;
-        let located = s.presence.locate_many(users).await?;
-        let known_devices = s.read_state.devices_many(users).await?;
-        let entry = InboxEntry {
-            conversation: message.conversation.clone(),
-            seq: message.seq,
-        };
+        let located = self.inner.stores.presence.locate_many(users).await?;
         let mut targets = Vec::with_capacity(users.len());
-        for ((user, online), known) in users.iter().zip(located).zip(known_devices) {
-            for device in &known {
-                if user == &sender.user && device == &sender.device {
+        let mut offline = Vec::new();
+        for (user, online) in users.iter().zip(located) {
+            if online.is_empty() && user != &sender.user {
+                offline.push(user.clone());
+            }
+            for loc in online {
+                if user == &sender.user && loc.device == sender.device {
                     continue;
                 }
-                match online.iter().find(|l| &l.device == device) {
-                    Some(loc) => targets.push(Target {
-                        user: user.clone(),
-                        device: device.clone(),
-                        node: loc.node.clone(),
-                    }),
-                    None => s.inbox.push(user, device, entry.clone()).await?,
-                }
-            }
-            // Devices online but not yet registered (a race with login) still get it.
-            for loc in &online {
-                let is_sender_device = user == &sender.user && loc.device == sender.device;
-                if !known.contains(&loc.device) && !is_sender_device {
-                    targets.push(Target {
-                        user: user.clone(),
-                        device: loc.device.clone(),
-                        node: loc.node.clone(),
-                    });
-                }
-            }
-            if online.is_empty() && user != &sender.user {
-                self.inner.notifier.notify_offline(user, message).await;
+                targets.push(Target {
+                    user: user.clone(),
+                    device: loc.device,
+                    node: loc.node,
+                });
             }
         }
-        let mut push = message_push(message, targets);
-        push.inbox_entry = Some(entry);
-        Ok(push)
+        if !offline.is_empty() {
+            self.inner.notifier.notify_offline(&offline, message).await;
+        }
+        Ok(message_push(message, targets))
     }
 }
 
@@ -428,9 +413,14 @@ fn message_push(m: &Message, targets: Vec<Target>) -> Push {
             message: Some(m.to_pb()),
         }),
         targets,
-        inbox_entry: Some(InboxEntry {
-            conversation: m.conversation.clone(),
-            seq: m.seq,
-        }),
+    }
+}
+
+/// A push with a fresh packet id.
+pub(crate) fn push_of(packet: Packet, targets: Vec<Target>) -> Push {
+    Push {
+        packet_id: PacketId::new(),
+        packet,
+        targets,
     }
 }

@@ -3,41 +3,43 @@
 //! Stores are held as `Arc<dyn …>` so a server chooses backends at run time.
 //! Every backend passes the same conformance suite ([`crate::testing`]).
 //! [`Stores`] bundles one of each.
+//!
+//! The write path of messaging is one method: [`ConversationStore::commit`]
+//! takes a [`UnitOfWork`] (see [`unit`]) and applies it atomically.
+//! Backends: [`memory`] (always), `sqlite` and `redis` (features).
 
 mod accounts;
 mod contacts;
+mod conversations;
+mod devices;
 mod groups;
-mod history;
-mod inbox;
 pub mod memory;
 mod presence;
-mod read_state;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod unit;
 
 use std::sync::Arc;
 
 pub use accounts::{Account, AccountStore};
 pub use contacts::ContactStore;
+pub use conversations::{ConversationStore, Direction, Position};
+pub use devices::DeviceStore;
 pub use groups::GroupStore;
-pub use history::{Direction, HistoryStore};
-pub use inbox::InboxStore;
 pub use presence::PresenceStore;
-pub use read_state::ReadStateStore;
+pub use unit::{Committed, Cursor, CursorMove, MoveTo, Moved, UnitOfWork};
 
 /// One store of each kind: what the engine needs.
 #[derive(Clone)]
 pub struct Stores {
     /// Who is connected where.
     pub presence: Arc<dyn PresenceStore>,
-    /// Messages, numbered per conversation.
-    pub history: Arc<dyn HistoryStore>,
-    /// Offline pointers per device.
-    pub inbox: Arc<dyn InboxStore>,
-    /// Cursors, devices and conversation lists.
-    pub read_state: Arc<dyn ReadStateStore>,
+    /// Messages, cursors and conversation lists, written by units of work.
+    pub conversations: Arc<dyn ConversationStore>,
+    /// The devices each user has.
+    pub devices: Arc<dyn DeviceStore>,
     /// Groups and members.
     pub groups: Arc<dyn GroupStore>,
     /// Friends and blocks.
@@ -51,9 +53,8 @@ impl Stores {
     pub fn memory() -> Stores {
         Stores {
             presence: Arc::new(memory::MemoryPresence::default()),
-            history: Arc::new(memory::MemoryHistory::default()),
-            inbox: Arc::new(memory::MemoryInbox::default()),
-            read_state: Arc::new(memory::MemoryReadState::default()),
+            conversations: Arc::new(memory::MemoryConversations::default()),
+            devices: Arc::new(memory::MemoryDevices::default()),
             groups: Arc::new(memory::MemoryGroups::default()),
             contacts: Arc::new(memory::MemoryContacts::default()),
             accounts: Arc::new(memory::MemoryAccounts::default()),

@@ -311,25 +311,18 @@ pub(crate) async fn create_group(
     JsonBody(req): JsonBody<CreateGroup>,
 ) -> Created {
     let owner = acting_user(&state, &req.owner_id).await?;
-    let out = state
-        .server
-        .engine()
-        .group_create(
+    let server = &state.server;
+    let out = server
+        .exec(server.engine().group_create(
             &as_http(owner),
             pb::GroupCreateRequest {
                 name: req.name,
                 avatar: req.avatar,
                 member_ids: req.member_ids,
             },
-        )
+        ))
         .await?;
-    state.server.router().deliver_all(out.pushes).await;
-    let group = out
-        .reply
-        .group
-        .as_ref()
-        .map(j::group)
-        .unwrap_or(Value::Null);
+    let group = out.group.as_ref().map(j::group).unwrap_or(Value::Null);
     Ok((StatusCode::CREATED, Json(group)))
 }
 
@@ -358,19 +351,17 @@ pub(crate) async fn add_members(
     JsonBody(req): JsonBody<AddMembers>,
 ) -> Answer {
     let owner = owner_of(&state, &group).await?;
-    let out = state
-        .server
-        .engine()
-        .group_add(
+    let server = &state.server;
+    let out = server
+        .exec(server.engine().group_add(
             &owner,
             pb::GroupAddMembersRequest {
                 group_id: group,
                 user_ids: req.user_ids,
             },
-        )
+        ))
         .await?;
-    state.server.router().deliver_all(out.pushes).await;
-    Ok(Json(json!({ "added": out.reply.added })))
+    Ok(Json(json!({ "added": out.added })))
 }
 
 /// `DELETE /v1/admin/groups/{group_id}/members/{user_id}`
@@ -380,19 +371,17 @@ pub(crate) async fn remove_member(
     PathArgs((group, user)): PathArgs<(String, String)>,
 ) -> Answer {
     let owner = owner_of(&state, &group).await?;
-    let out = state
-        .server
-        .engine()
-        .group_remove(
+    let server = &state.server;
+    let out = server
+        .exec(server.engine().group_remove(
             &owner,
             pb::GroupRemoveMembersRequest {
                 group_id: group,
                 user_ids: vec![user],
             },
-        )
+        ))
         .await?;
-    state.server.router().deliver_all(out.pushes).await;
-    Ok(Json(json!({ "removed": out.reply.removed })))
+    Ok(Json(json!({ "removed": out.removed })))
 }
 
 #[derive(Deserialize)]
@@ -437,16 +426,16 @@ pub(crate) async fn send_message(
         to: Some(to),
         content: Some(content),
     };
-    let engine = state.server.engine();
-    let out = match req.from {
-        None => engine.send_as_system(send).await?,
+    let server = &state.server;
+    let engine = server.engine();
+    let sent = match req.from {
+        None => server.exec(engine.send_as_system(send)).await?,
         Some(from) => {
-            let from = acting_user(&state, &from).await?;
-            engine.send(&as_http(from), send).await?
+            let from = as_http(acting_user(&state, &from).await?);
+            server.exec(engine.send(&from, send)).await?
         }
     };
-    state.server.router().deliver_all(out.pushes).await;
-    Ok(Json(j::sent(&out.reply)))
+    Ok(Json(j::sent(&sent)))
 }
 
 #[derive(Deserialize)]
@@ -484,10 +473,9 @@ pub(crate) async fn notify(
         .iter()
         .map(|u| user_id(u))
         .collect::<Result<Vec<_>, _>>()?;
-    let push = state
-        .server
-        .engine()
-        .notify(
+    let server = &state.server;
+    let devices = server
+        .exec(server.engine().notify(
             &users,
             pb::Notification {
                 kind: req.kind,
@@ -495,9 +483,7 @@ pub(crate) async fn notify(
                 timestamp_ms: state.clock.now_ms(),
                 from: req.from,
             },
-        )
+        ))
         .await?;
-    let devices = push.targets.len();
-    state.server.router().deliver_all(vec![push]).await;
     Ok(Json(json!({ "devices": devices })))
 }

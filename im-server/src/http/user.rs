@@ -58,19 +58,17 @@ pub(crate) async fn friend_request(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<FriendRequest>,
 ) -> Answer {
-    let out = state
-        .server
-        .engine()
-        .friend_add(
+    let server = &state.server;
+    let out = server
+        .exec(server.engine().friend_add(
             &caller,
             pb::FriendAddRequest {
                 user_id: req.user_id,
                 message: req.message,
             },
-        )
+        ))
         .await?;
-    state.server.router().deliver_all(out.pushes).await;
-    Ok(Json(json!({ "accepted": out.reply.accepted })))
+    Ok(Json(json!({ "accepted": out.accepted })))
 }
 
 /// `POST /v1/contacts/requests/{user_id}/accept`
@@ -79,12 +77,14 @@ pub(crate) async fn friend_accept(
     State(state): State<AppState>,
     PathArgs(user_id): PathArgs<String>,
 ) -> Answer {
-    let out = state
-        .server
-        .engine()
-        .friend_accept(&caller, pb::FriendAcceptRequest { user_id })
+    let server = &state.server;
+    server
+        .exec(
+            server
+                .engine()
+                .friend_accept(&caller, pb::FriendAcceptRequest { user_id }),
+        )
         .await?;
-    state.server.router().deliver_all(out.pushes).await;
     Ok(ok())
 }
 
@@ -94,12 +94,14 @@ pub(crate) async fn friend_remove(
     State(state): State<AppState>,
     PathArgs(user_id): PathArgs<String>,
 ) -> Answer {
-    let out = state
-        .server
-        .engine()
-        .friend_remove(&caller, pb::FriendRemoveRequest { user_id })
+    let server = &state.server;
+    server
+        .exec(
+            server
+                .engine()
+                .friend_remove(&caller, pb::FriendRemoveRequest { user_id }),
+        )
         .await?;
-    state.server.router().deliver_all(out.pushes).await;
     Ok(ok())
 }
 
@@ -115,17 +117,15 @@ pub(crate) async fn block(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<Block>,
 ) -> Answer {
-    let out = state
-        .server
-        .engine()
-        .block(
+    let server = &state.server;
+    server
+        .exec(server.engine().block(
             &caller,
             pb::BlockRequest {
                 user_id: req.user_id,
             },
-        )
+        ))
         .await?;
-    state.server.router().deliver_all(out.pushes).await;
     Ok(ok())
 }
 
@@ -135,12 +135,14 @@ pub(crate) async fn unblock(
     State(state): State<AppState>,
     PathArgs(user_id): PathArgs<String>,
 ) -> Answer {
-    let out = state
-        .server
-        .engine()
-        .unblock(&caller, pb::UnblockRequest { user_id })
+    let server = &state.server;
+    server
+        .exec(
+            server
+                .engine()
+                .unblock(&caller, pb::UnblockRequest { user_id }),
+        )
         .await?;
-    state.server.router().deliver_all(out.pushes).await;
     Ok(ok())
 }
 
@@ -167,25 +169,18 @@ pub(crate) async fn create_group(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateGroup>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let out = state
-        .server
-        .engine()
-        .group_create(
+    let server = &state.server;
+    let out = server
+        .exec(server.engine().group_create(
             &caller,
             pb::GroupCreateRequest {
                 name: req.name,
                 avatar: req.avatar,
                 member_ids: req.member_ids,
             },
-        )
+        ))
         .await?;
-    state.server.router().deliver_all(out.pushes).await;
-    let group = out
-        .reply
-        .group
-        .as_ref()
-        .map(j::group)
-        .unwrap_or(Value::Null);
+    let group = out.group.as_ref().map(j::group).unwrap_or(Value::Null);
     Ok((StatusCode::CREATED, Json(group)))
 }
 

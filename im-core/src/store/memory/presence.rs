@@ -1,0 +1,88 @@
+//! In-memory [`PresenceStore`].
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use super::Sharded;
+use crate::Result;
+use crate::model::*;
+use crate::store::PresenceStore;
+
+/// In-memory [`PresenceStore`].
+#[derive(Default)]
+pub struct MemoryPresence {
+    users: Sharded<UserId, HashMap<DeviceId, NodeId>>,
+}
+
+#[async_trait]
+impl PresenceStore for MemoryPresence {
+    async fn online(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        node: &NodeId,
+    ) -> Result<Option<NodeId>> {
+        let mut shard = self.users.shard(user).lock();
+        let devices = shard.entry(user.clone()).or_default();
+        Ok(devices.insert(device.clone(), node.clone()))
+    }
+
+    async fn offline(&self, user: &UserId, device: &DeviceId, node: &NodeId) -> Result<bool> {
+        let mut shard = self.users.shard(user).lock();
+        let Some(devices) = shard.get_mut(user) else {
+            return Ok(false);
+        };
+        if devices.get(device) != Some(node) {
+            return Ok(false);
+        }
+        devices.remove(device);
+        if devices.is_empty() {
+            shard.remove(user);
+        }
+        Ok(true)
+    }
+
+    async fn locate(&self, user: &UserId) -> Result<Vec<DeviceLocation>> {
+        let shard = self.users.shard(user).lock();
+        Ok(shard
+            .get(user)
+            .map(|d| {
+                d.iter()
+                    .map(|(device, node)| DeviceLocation {
+                        device: device.clone(),
+                        node: node.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn users_on(&self, node: &NodeId) -> Result<Vec<UserId>> {
+        let mut out = Vec::new();
+        for shard in self.users.shards.iter() {
+            let shard = shard.lock();
+            out.extend(
+                shard
+                    .iter()
+                    .filter(|(_, d)| d.values().any(|n| n == node))
+                    .map(|(u, _)| u.clone()),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn clear_node(&self, node: &NodeId) -> Result<usize> {
+        let mut removed = 0;
+        for shard in self.users.shards.iter() {
+            let mut shard = shard.lock();
+            shard.retain(|_, devices| {
+                let before = devices.len();
+                devices.retain(|_, n| n != node);
+                removed += before - devices.len();
+                !devices.is_empty()
+            });
+        }
+        Ok(removed)
+    }
+}

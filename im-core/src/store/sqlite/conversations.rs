@@ -1,0 +1,434 @@
+//! SQLite [`ConversationStore`]: a unit of work is one job of the
+//! group-committing writer; reads go to the reader threads.
+//!
+//! Tables: `messages` (keyed by conversation and seq, with the running count
+//! `countable_upto`), `read_cursors`, `delivered` and `user_conversations`.
+//! Unread is `countable_upto` at the highest seq minus `countable_upto` at
+//! the read cursor, less the recalled messages in between (found through a
+//! partial index): three index lookups, whatever the conversation's length.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use imkit_proto::pb;
+use prost::Message as _;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::writer::{CursorKey, Tail, WriterState};
+use super::{CachedExt, Db, db_err, i64_of};
+use crate::model::*;
+use crate::store::{Committed, ConversationStore, Cursor, Direction, Moved, Position, UnitOfWork};
+use crate::{Error, Result};
+
+macro_rules! select_messages {
+    ($where:literal) => {
+        concat!(
+            "SELECT conversation, seq, id, sender, sender_device, client_msg_id, timestamp_ms, content, recalled FROM messages WHERE ",
+            $where
+        )
+    };
+}
+
+const BY_CLIENT: &str = select_messages!("sender = ?1 AND client_msg_id = ?2");
+const BY_SEQ: &str = select_messages!("conversation = ?1 AND seq = ?2");
+const BY_ID: &str = select_messages!("id = ?1");
+const FORWARD: &str = select_messages!("conversation = ?1 AND seq > ?2 ORDER BY seq ASC LIMIT ?3");
+const BACKWARD: &str =
+    select_messages!("conversation = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3");
+const TAIL: &str =
+    "SELECT seq, countable_upto FROM messages WHERE conversation = ?1 ORDER BY seq DESC LIMIT 1";
+const COUNTABLE_AT: &str =
+    "SELECT countable_upto FROM messages WHERE conversation = ?1 AND seq = ?2";
+const RECALLED_AFTER: &str = "SELECT COUNT(*) FROM messages WHERE conversation = ?1 AND seq > ?2 AND recalled = 1 AND countable = 1";
+const READ: &str = "SELECT seq FROM read_cursors WHERE user = ?1 AND conversation = ?2";
+const DELIVERED: &str =
+    "SELECT seq FROM delivered WHERE user = ?1 AND device = ?2 AND conversation = ?3";
+
+fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let id: String = r.get(2)?;
+    let content: Vec<u8> = r.get(7)?;
+    let content = pb::Content::decode(content.as_slice()).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Blob, Box::new(e))
+    })?;
+    Ok(Message {
+        id: MessageId(uuid::Uuid::parse_str(&id).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+        })?),
+        conversation: ConversationId::new(r.get::<_, String>(0)?),
+        seq: r.get::<_, i64>(1)? as u64,
+        sender: UserId::new(r.get::<_, String>(3)?),
+        sender_device: DeviceId::new(r.get::<_, String>(4)?),
+        client_msg_id: r.get(5)?,
+        timestamp_ms: r.get::<_, i64>(6)? as u64,
+        content,
+        recalled: r.get::<_, i64>(8)? != 0,
+    })
+}
+
+fn find_client(c: &Connection, sender: &UserId, cmid: &str) -> Result<Option<Message>> {
+    c.row(BY_CLIENT, params![sender.as_str(), cmid], row_to_message)
+        .optional()
+        .map_err(db_err)
+}
+
+fn load_tail(c: &Connection, conv: &ConversationId) -> Result<Tail> {
+    c.row(TAIL, params![conv.as_str()], |r| {
+        Ok(Tail {
+            max_seq: r.get::<_, i64>(0)? as u64,
+            countable_upto: r.get::<_, i64>(1)? as u64,
+        })
+    })
+    .optional()
+    .map(Option::unwrap_or_default)
+    .map_err(db_err)
+}
+
+fn load_cursor(c: &Connection, key: &CursorKey) -> Result<Option<u64>> {
+    let seq: Option<i64> = match key {
+        CursorKey::Read(u, conv) => c.row(READ, params![u.as_str(), conv.as_str()], |r| r.get(0)),
+        CursorKey::Delivered(u, d, conv) => c.row(
+            DELIVERED,
+            params![u.as_str(), d.as_str(), conv.as_str()],
+            |r| r.get(0),
+        ),
+    }
+    .optional()
+    .map_err(db_err)?;
+    Ok(seq.map(|s| s as u64))
+}
+
+fn store_cursor(c: &Connection, key: &CursorKey, seq: u64) -> Result<()> {
+    match key {
+        CursorKey::Read(u, conv) => c.exec(
+            "INSERT INTO read_cursors (user, conversation, seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user, conversation) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            params![u.as_str(), conv.as_str(), i64_of(seq)],
+        ),
+        CursorKey::Delivered(u, d, conv) => c.exec(
+            "INSERT INTO delivered (user, device, conversation, seq) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (user, device, conversation) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+            params![u.as_str(), d.as_str(), conv.as_str(), i64_of(seq)],
+        ),
+    }
+    .map(drop)
+    .map_err(db_err)
+}
+
+/// Applies a unit inside the writer's transaction (its own savepoint).
+fn apply(c: &Connection, st: &mut WriterState, unit: UnitOfWork) -> Result<Committed> {
+    unit.validate()?;
+    let UnitOfWork {
+        conversation: conv,
+        append,
+        list_for,
+        moves,
+    } = unit;
+    let mut tail = match st.tail(&conv) {
+        Some(t) => t,
+        None => load_tail(c, &conv)?,
+    };
+    let mut appended = None;
+    if let Some(new) = append {
+        if let Some(message) = find_client(c, &new.sender, &new.client_msg_id)? {
+            return Ok(Committed {
+                appended: Some(Appended {
+                    message,
+                    duplicate: true,
+                }),
+                moves: Vec::new(),
+            });
+        }
+        if let Some(target) = recall_target(&new.content) {
+            let empty = pb::Content::default().encode_to_vec();
+            let hit = c
+                .exec(
+                    "UPDATE messages SET recalled = 1, content = ?3 WHERE conversation = ?1 AND seq = ?2",
+                    params![conv.as_str(), i64_of(target), empty],
+                )
+                .map_err(db_err)?;
+            if hit == 0 {
+                return Err(Error::NotFound(format!("message {target} in {conv}")));
+            }
+        }
+        let countable = is_user_content(&new.content);
+        tail = Tail {
+            max_seq: tail.max_seq + 1,
+            countable_upto: tail.countable_upto + u64::from(countable),
+        };
+        c.exec(
+            "INSERT INTO messages (conversation, seq, id, sender, sender_device, client_msg_id, timestamp_ms, content, recalled, countable, countable_upto)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
+            params![
+                conv.as_str(),
+                i64_of(tail.max_seq),
+                new.id.to_string(),
+                new.sender.as_str(),
+                new.sender_device.as_str(),
+                new.client_msg_id,
+                i64_of(new.timestamp_ms),
+                new.content.encode_to_vec(),
+                countable,
+                i64_of(tail.countable_upto),
+            ],
+        )
+        .map_err(db_err)?;
+        appended = Some(Message::from_new(new, tail.max_seq));
+        st.set_tail(conv.clone(), tail);
+    }
+    for user in list_for {
+        if !st.is_listed(&user, &conv) {
+            c.exec(
+                "INSERT OR IGNORE INTO user_conversations (user, conversation) VALUES (?1, ?2)",
+                params![user.as_str(), conv.as_str()],
+            )
+            .map_err(db_err)?;
+            st.set_listed(user, conv.clone());
+        }
+    }
+    let appended_seq = appended.as_ref().map_or(0, |m| m.seq);
+    let mut moved = Vec::with_capacity(moves.len());
+    for mv in moves {
+        let target = mv.to.resolve(appended_seq, tail.max_seq);
+        let key = match mv.cursor {
+            Cursor::Read(u) => CursorKey::Read(u, conv.clone()),
+            Cursor::Delivered(u, d) => CursorKey::Delivered(u, d, conv.clone()),
+        };
+        let before = match st.cursor(&key) {
+            Some(s) => Some(s),
+            None => load_cursor(c, &key)?,
+        };
+        let was = before.unwrap_or(0);
+        let after = was.max(target);
+        if after > was {
+            store_cursor(c, &key, after)?;
+        }
+        if before.is_some() || after > was {
+            st.set_cursor(key, after);
+        }
+        moved.push(Moved { before: was, after });
+    }
+    Ok(Committed {
+        appended: appended.map(|message| Appended {
+            message,
+            duplicate: false,
+        }),
+        moves: moved,
+    })
+}
+
+/// Where `user`'s `device` stands in `conv`, read on one connection.
+fn position(
+    c: &Connection,
+    user: &UserId,
+    device: &DeviceId,
+    conv: &ConversationId,
+) -> Result<Position> {
+    let tail = load_tail(c, conv)?;
+    let read = load_cursor(c, &CursorKey::Read(user.clone(), conv.clone()))?.unwrap_or(0);
+    let delivered = load_cursor(
+        c,
+        &CursorKey::Delivered(user.clone(), device.clone(), conv.clone()),
+    )?;
+    Ok(Position {
+        conversation: conv.clone(),
+        max_seq: tail.max_seq,
+        delivered,
+        read,
+        unread: unread_after(c, conv, tail, read)?,
+    })
+}
+
+/// Unread after a read cursor at `read` (see the module doc).
+fn unread_after(c: &Connection, conv: &ConversationId, tail: Tail, read: u64) -> Result<u64> {
+    if read >= tail.max_seq {
+        return Ok(0);
+    }
+    let at_read: i64 = if read == 0 {
+        0
+    } else {
+        c.row(COUNTABLE_AT, params![conv.as_str(), i64_of(read)], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(db_err)?
+        .unwrap_or(0)
+    };
+    let recalled: i64 = c
+        .row(RECALLED_AFTER, params![conv.as_str(), i64_of(read)], |r| {
+            r.get(0)
+        })
+        .map_err(db_err)?;
+    Ok(tail
+        .countable_upto
+        .saturating_sub(at_read as u64)
+        .saturating_sub(recalled as u64))
+}
+
+/// SQLite [`ConversationStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteConversations {
+    db: Arc<Db>,
+}
+
+impl SqliteConversations {
+    /// The conversation store of a database.
+    pub fn new(db: Arc<Db>) -> Self {
+        SqliteConversations { db }
+    }
+}
+
+#[async_trait]
+impl ConversationStore for SqliteConversations {
+    async fn commit(&self, unit: UnitOfWork) -> Result<Committed> {
+        self.db.write_with(move |c, st| apply(c, st, unit)).await
+    }
+
+    async fn get(&self, conversation: &ConversationId, seq: u64) -> Result<Option<Message>> {
+        let conv = conversation.clone();
+        self.db
+            .read(move |c| {
+                c.row(BY_SEQ, params![conv.as_str(), i64_of(seq)], row_to_message)
+                    .optional()
+                    .map_err(db_err)
+            })
+            .await
+    }
+
+    async fn get_by_id(&self, id: &MessageId) -> Result<Option<Message>> {
+        let id = id.to_string();
+        self.db
+            .read(move |c| {
+                c.row(BY_ID, params![id], row_to_message)
+                    .optional()
+                    .map_err(db_err)
+            })
+            .await
+    }
+
+    async fn find_by_client_id(
+        &self,
+        sender: &UserId,
+        client_msg_id: &str,
+    ) -> Result<Option<Message>> {
+        let (sender, cmid) = (sender.clone(), client_msg_id.to_owned());
+        self.db.read(move |c| find_client(c, &sender, &cmid)).await
+    }
+
+    async fn range(
+        &self,
+        conversation: &ConversationId,
+        from_seq: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let conv = conversation.clone();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .read(move |c| {
+                let (sql, from) = match direction {
+                    Direction::Forward => (FORWARD, i64_of(from_seq)),
+                    Direction::Backward => (
+                        BACKWARD,
+                        if from_seq == 0 {
+                            i64::MAX
+                        } else {
+                            i64_of(from_seq)
+                        },
+                    ),
+                };
+                let mut stmt = c.prepare_cached(sql).map_err(db_err)?;
+                let rows = stmt
+                    .query_map(params![conv.as_str(), from, limit], row_to_message)
+                    .map_err(db_err)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+            })
+            .await
+    }
+
+    async fn max_seq(&self, conversation: &ConversationId) -> Result<u64> {
+        let conv = conversation.clone();
+        self.db
+            .read(move |c| load_tail(c, &conv).map(|t| t.max_seq))
+            .await
+    }
+
+    async fn unread(&self, conversation: &ConversationId, reader: &UserId) -> Result<u64> {
+        let (conv, reader) = (conversation.clone(), reader.clone());
+        self.db
+            .read(move |c| {
+                let tail = load_tail(c, &conv)?;
+                let read = load_cursor(c, &CursorKey::Read(reader, conv.clone()))?.unwrap_or(0);
+                unread_after(c, &conv, tail, read)
+            })
+            .await
+    }
+
+    async fn conversations(&self, user: &UserId) -> Result<Vec<ConversationId>> {
+        let user = user.clone();
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT conversation FROM user_conversations WHERE user = ?1")
+                    .map_err(db_err)?;
+                let rows = stmt
+                    .query_map(params![user.as_str()], |r| {
+                        Ok(ConversationId::new(r.get::<_, String>(0)?))
+                    })
+                    .map_err(db_err)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+            })
+            .await
+    }
+
+    async fn delivered(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        conversation: &ConversationId,
+    ) -> Result<Option<u64>> {
+        let key = CursorKey::Delivered(user.clone(), device.clone(), conversation.clone());
+        self.db.read(move |c| load_cursor(c, &key)).await
+    }
+
+    async fn read(&self, user: &UserId, conversation: &ConversationId) -> Result<u64> {
+        let key = CursorKey::Read(user.clone(), conversation.clone());
+        self.db
+            .read(move |c| load_cursor(c, &key).map(Option::unwrap_or_default))
+            .await
+    }
+
+    async fn read_many(&self, conversation: &ConversationId, users: &[UserId]) -> Result<Vec<u64>> {
+        let (conv, users) = (conversation.clone(), users.to_vec());
+        self.db
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(READ).map_err(db_err)?;
+                let mut out = Vec::with_capacity(users.len());
+                for u in &users {
+                    let seq: Option<i64> = stmt
+                        .query_row(params![u.as_str(), conv.as_str()], |r| r.get(0))
+                        .optional()
+                        .map_err(db_err)?;
+                    out.push(seq.unwrap_or(0) as u64);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn positions(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        conversations: &[ConversationId],
+    ) -> Result<Vec<Position>> {
+        let (user, device, convs) = (user.clone(), device.clone(), conversations.to_vec());
+        self.db
+            .read(move |c| {
+                convs
+                    .iter()
+                    .map(|conv| position(c, &user, &device, conv))
+                    .collect()
+            })
+            .await
+    }
+}
