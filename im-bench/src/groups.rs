@@ -62,6 +62,7 @@ pub(crate) async fn small_groups(
         System::ImkitTcp | System::ImkitWs => imkit_rig(t, groups, members).await?,
         System::Mqtt => mqtt_rig(t, groups, members).await?,
         System::Nats => nats_rig(t, groups, members).await?,
+        System::Amqp => return Err("no small-groups scenario for AMQP".into()),
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut reports = Vec::new();

@@ -1,7 +1,7 @@
 //! Scenarios against imkit, speaking its protocol directly.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -9,14 +9,13 @@ use imkit_core::auth::HmacAuthenticator;
 use imkit_core::model::UserId;
 use imkit_proto::{Frame, FrameCodec, FrameLimits, Packet, PacketId, pb};
 use indicatif::ProgressBar;
-use std::sync::Mutex;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Semaphore;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::peers::{Fanout, pace, settle};
-use crate::stats::{self, finish, histogram, parse_payload, payload};
+use crate::stats::{self, payload};
 use crate::{Report, System, Target};
 
 pub(crate) type Rd = FramedRead<OwnedReadHalf, FrameCodec>;
@@ -26,7 +25,7 @@ pub(crate) fn token(secret: &str, user: &str) -> String {
     HmacAuthenticator::new(secret).mint(&UserId::from(user), 3_600)
 }
 
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     format!(
         "{:x}",
         std::time::SystemTime::now()
@@ -37,6 +36,11 @@ fn run_id() -> String {
 
 /// Connects and logs in over TCP; returns the split connection.
 pub(crate) async fn login(t: &Target, user: &str) -> Result<(Rd, Wr), String> {
+    login_device(t, user, "bench").await
+}
+
+/// [`login`] with a device id of choice.
+pub(crate) async fn login_device(t: &Target, user: &str, device: &str) -> Result<(Rd, Wr), String> {
     let tcp = TcpStream::connect(&t.addr)
         .await
         .map_err(|e| format!("connect {}: {e}", t.addr))?;
@@ -46,7 +50,7 @@ pub(crate) async fn login(t: &Target, user: &str) -> Result<(Rd, Wr), String> {
     let mut wr = FramedWrite::new(w, FrameCodec::new(FrameLimits::client()));
     let req = Packet::Login(pb::LoginRequest {
         token: token(&t.secret, user),
-        device_id: "bench".into(),
+        device_id: device.into(),
         ..Default::default()
     });
     wr.send(req.to_frame(PacketId::new()))
@@ -214,180 +218,6 @@ pub(crate) fn text_of(m: &pb::MessagePush) -> &[u8] {
         Some(pb::content::Body::Text(t)) => t.text.as_bytes(),
         _ => &[],
     }
-}
-
-/// 1:1 pairs with a window of in-flight messages per sender. Reliable: a
-/// message counts when the sender has its SENT ack and the delivered
-/// receipt. Fire-and-forget: when the receiver has it (senders wait only
-/// for SENT acks to keep the window).
-pub(crate) async fn pairs(
-    t: &Target,
-    pairs: usize,
-    window: usize,
-    secs: u64,
-    fire: bool,
-) -> Result<Report, String> {
-    let run = run_id();
-    let mut users = Vec::new();
-    for i in 0..pairs {
-        users.push(format!("s{run}-{i}"));
-        users.push(format!("r{run}-{i}"));
-    }
-    let mut conns = login_many(t, users).await?.into_iter();
-    let delivered = Arc::new(AtomicU64::new(0));
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let hist = Arc::new(Mutex::new(histogram()));
-    let mut tasks = Vec::new();
-    for i in 0..pairs {
-        let (s_rd, mut s_wr) = conns.next().ok_or("missing connection")?;
-        let (mut r_rd, mut r_wr) = conns.next().ok_or("missing connection")?;
-        let receiver = format!("r{run}-{i}");
-        let gate = Arc::new(Semaphore::new(window));
-        // Receiver: records latency; in reliable mode acknowledges delivery.
-        {
-            let (delivered, measuring, hist, stop) = (
-                delivered.clone(),
-                measuring.clone(),
-                hist.clone(),
-                stop.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                let mut local = histogram();
-                while let Some(Ok(f)) = r_rd.next().await {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let Ok(Packet::MessagePush(m)) = Packet::from_frame(&f) else {
-                        continue;
-                    };
-                    if let Some((ts, _)) = parse_payload(text_of(&m))
-                        && measuring.load(Ordering::Relaxed)
-                    {
-                        let _ = local.record((stats::now_ns().saturating_sub(ts) / 1000).max(1));
-                        if fire {
-                            delivered.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // Merge as we go: the task is aborted, not ended.
-                        if local.len() >= 16 {
-                            if let Ok(mut h) = hist.lock() {
-                                let _ = h.add(&local);
-                            }
-                            local.reset();
-                        }
-                    }
-                    if !fire {
-                        let Some(msg) = m.message else { continue };
-                        let receipt = Packet::Receipt(pb::ReceiptRequest {
-                            conversation_id: msg.conversation_id,
-                            kind: pb::ReceiptKind::Delivered as i32,
-                            seq: msg.seq,
-                        });
-                        if r_wr.send(receipt.to_frame(PacketId::new())).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                if let Ok(mut h) = hist.lock() {
-                    let _ = h.add(&local);
-                }
-            }));
-        }
-        // Sender's reader: completes messages and frees window slots.
-        {
-            let (delivered, measuring, gate) = (delivered.clone(), measuring.clone(), gate.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut s_rd = s_rd;
-                let mut acked: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
-                let mut receipt_upto = 0u64;
-                while let Some(Ok(f)) = s_rd.next().await {
-                    let mut done = 0usize;
-                    match Packet::from_frame(&f) {
-                        Ok(Packet::SendResponse(a)) => {
-                            if fire || a.seq <= receipt_upto {
-                                done += 1;
-                            } else {
-                                acked.push_back(a.seq);
-                            }
-                        }
-                        Ok(Packet::ReceiptPush(r))
-                            if r.kind == pb::ReceiptKind::Delivered as i32 =>
-                        {
-                            receipt_upto = receipt_upto.max(r.seq);
-                            while acked.front().is_some_and(|s| *s <= receipt_upto) {
-                                acked.pop_front();
-                                done += 1;
-                            }
-                        }
-                        Ok(Packet::Error(_)) => done += 1,
-                        _ => {}
-                    }
-                    if done > 0 {
-                        if !fire && measuring.load(Ordering::Relaxed) {
-                            delivered.fetch_add(done as u64, Ordering::Relaxed);
-                        }
-                        gate.add_permits(done);
-                    }
-                }
-            }));
-        }
-        // Sender's writer: keeps the window full.
-        {
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut index = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let Ok(p) = gate.acquire().await else { break };
-                    p.forget();
-                    index += 1;
-                    if s_wr
-                        .send(send_frame(&receiver, false, index))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            }));
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = stats::sample(t.pid);
-    measuring.store(true, Ordering::Relaxed);
-    let start = Instant::now();
-    let base = delivered.load(Ordering::Relaxed);
-    let bar = ProgressBar::new(secs).with_message("measuring");
-    for _ in 0..secs {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        bar.inc(1);
-    }
-    let count = delivered.load(Ordering::Relaxed) - base;
-    let elapsed = start.elapsed();
-    measuring.store(false, Ordering::Relaxed);
-    let after = stats::sample(t.pid);
-    bar.finish_and_clear();
-    stop.store(true, Ordering::Relaxed);
-    for task in &tasks {
-        task.abort();
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut report = Report {
-        scenario: if fire {
-            "fire-and-forget".into()
-        } else {
-            "reliable".into()
-        },
-        system: format!("{:?}", t.system),
-        connections: pairs * 2,
-        notes: format!("{pairs} pairs, window {window}"),
-        ..Report::default()
-    };
-    let h = hist
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|_| histogram());
-    finish(&mut report, count, elapsed, &h, before, after);
-    Ok(report)
 }
 
 /// One group of `members` online members; one sender at `rate` msg/s.

@@ -7,11 +7,15 @@
 //! `/proc/PID`). Loopback only; every run stops by itself.
 //! `bench/run.sh` runs them all and writes BENCHMARKS.md.
 
+mod amqp;
 mod groups;
 mod imkit;
+mod imkit_big;
+mod imkit_pairs;
 mod peers;
 mod stats;
 mod storm;
+mod wire;
 
 use std::time::Duration;
 
@@ -42,6 +46,9 @@ enum System {
     Mqtt,
     /// NATS core.
     Nats,
+    /// RabbitMQ (AMQP 0-9-1): durable queues, persistent messages,
+    /// publisher confirms, manual acks.
+    Amqp,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -86,6 +93,45 @@ enum Scenario {
         /// Without receipts (imkit: SENT acks only; NATS: no acks at all).
         #[arg(long)]
         fire_and_forget: bool,
+        /// A label for the report (e.g. the store in use).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// 1:1 pairs at a fixed offered rate (open loop): latency to the
+    /// durable acknowledgement and to the receiver.
+    Rate {
+        #[command(flatten)]
+        target: Target,
+        /// Sender/receiver pairs.
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        /// Messages per second offered, over all pairs.
+        #[arg(long, default_value_t = 5_000)]
+        rate: u64,
+        /// Measured seconds (after one second of warm-up).
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// A label for the report (e.g. the store in use).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Sending into a conversation of many messages against an empty one,
+    /// and history pages from its middle (imkit only).
+    BigConversation {
+        #[command(flatten)]
+        target: Target,
+        /// Messages the large conversation is filled with.
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        /// Sending connections (devices of one user).
+        #[arg(long, default_value_t = 4)]
+        senders: usize,
+        /// In-flight sends per connection.
+        #[arg(long, default_value_t = 16)]
+        window: usize,
+        /// Measured seconds per step.
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
         /// A label for the report (e.g. the store in use).
         #[arg(long, default_value = "")]
         label: String,
@@ -166,6 +212,10 @@ struct Report {
     p50_us: u64,
     p99_us: u64,
     p999_us: u64,
+    /// Latency to the durable acknowledgement (SENT, PUBACK, confirm), in
+    /// microseconds, where the scenario measures it.
+    ack_p50_us: Option<u64>,
+    ack_p99_us: Option<u64>,
     /// Server CPU microseconds per delivered message.
     cpu_us_per_message: Option<f64>,
     /// Server RSS at the end, bytes.
@@ -178,6 +228,16 @@ struct Report {
     generator_cpu_share: Option<f64>,
     /// Anything worth knowing about the run.
     notes: String,
+}
+
+impl Report {
+    /// Records acknowledgement latency percentiles.
+    fn set_ack(&mut self, h: &hdrhistogram::Histogram<u64>) {
+        if !h.is_empty() {
+            self.ack_p50_us = Some(h.value_at_quantile(0.5));
+            self.ack_p99_us = Some(h.value_at_quantile(0.99));
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -232,6 +292,7 @@ async fn run(s: Scenario) -> Result<Vec<Report>, String> {
             System::ImkitTcp | System::ImkitWs => imkit::idle(&target, conns).await,
             System::Mqtt => peers::mqtt_idle(&target, conns).await,
             System::Nats => peers::nats_idle(&target, conns).await,
+            System::Amqp => Err("no idle scenario for AMQP".into()),
         },
         Scenario::Reliable {
             target,
@@ -243,15 +304,48 @@ async fn run(s: Scenario) -> Result<Vec<Report>, String> {
         } => {
             let mut r = match target.system {
                 System::ImkitTcp | System::ImkitWs => {
-                    imkit::pairs(&target, pairs, window, secs, fire_and_forget).await
+                    imkit_pairs::pairs(&target, pairs, window, secs, fire_and_forget).await
                 }
                 System::Mqtt => {
                     peers::mqtt_pairs(&target, pairs, window, secs, fire_and_forget).await
                 }
                 System::Nats => peers::nats_pairs(&target, pairs, window, secs).await,
+                System::Amqp => amqp::pairs(&target, pairs, window, secs).await,
             }?;
             r.label = label;
             Ok(r)
+        }
+        Scenario::Rate {
+            target,
+            pairs,
+            rate,
+            secs,
+            label,
+        } => {
+            let mut r = match target.system {
+                System::ImkitTcp | System::ImkitWs => {
+                    imkit_pairs::rate(&target, pairs, rate, secs).await
+                }
+                System::Mqtt => peers::mqtt_rate(&target, pairs, rate, secs).await,
+                System::Amqp => amqp::rate(&target, pairs, rate, secs).await,
+                System::Nats => Err("NATS core has no acknowledgement to time".into()),
+            }?;
+            r.label = label;
+            Ok(r)
+        }
+        Scenario::BigConversation {
+            target,
+            messages,
+            senders,
+            window,
+            secs,
+            label,
+        } => {
+            let mut reports = imkit_big::run(&target, messages, senders, window, secs).await?;
+            for r in &mut reports {
+                r.label = label.clone();
+            }
+            return Ok(reports);
         }
         Scenario::Broadcast {
             target,
@@ -264,6 +358,7 @@ async fn run(s: Scenario) -> Result<Vec<Report>, String> {
             }
             System::Mqtt => peers::mqtt_broadcast(&target, members, rate, secs).await,
             System::Nats => peers::nats_broadcast(&target, members, rate, secs).await,
+            System::Amqp => Err("no broadcast scenario for AMQP".into()),
         },
         Scenario::SmallGroups {
             target,
@@ -289,6 +384,7 @@ async fn run(s: Scenario) -> Result<Vec<Report>, String> {
                 }
                 System::Mqtt => storm::mqtt_drain(&target, users, messages).await,
                 System::Nats => Err("NATS core keeps nothing for offline subscribers".into()),
+                System::Amqp => Err("no drain scenario for AMQP".into()),
             }?;
             if let Some(label) = label {
                 r.label = label;

@@ -182,7 +182,7 @@ impl Shared {
     }
 }
 
-async fn measure(
+pub(crate) async fn measure(
     shared: &Shared,
     pid: Option<u32>,
     secs: u64,
@@ -210,8 +210,8 @@ async fn measure(
 }
 
 /// MQTT pairs: QoS 1 (PUBACK to the publisher, subscriber acks), one topic
-/// per pair, `window` unacknowledged publishes per sender. QoS 0 when
-/// fire-and-forget.
+/// per pair, at most `window` publishes awaiting their PUBACK per sender
+/// (counted from the event loop). QoS 0, unwindowed, when fire-and-forget.
 pub(crate) async fn mqtt_pairs(
     t: &Target,
     pairs: usize,
@@ -257,14 +257,27 @@ pub(crate) async fn mqtt_pairs(
             u16::try_from(window).unwrap_or(u16::MAX),
         )
         .await?;
-        tasks.push(tokio::spawn(
-            async move { while sel.poll().await.is_ok() {} },
-        ));
+        // The window is enforced here, by PUBACKs: rumqttc's publish()
+        // returns once the message is in its request queue (1,024 deep),
+        // so without this each sender would have about a thousand
+        // messages outstanding instead of `window`.
+        let gate = Arc::new(tokio::sync::Semaphore::new(window.max(1)));
+        let acks = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok(event) = sel.poll().await {
+                if let Event::Incoming(MqttPacket::PubAck(_)) = event {
+                    acks.add_permits(1);
+                }
+            }
+        }));
         tasks.push(tokio::spawn(async move {
             let mut ix = 0u64;
             loop {
+                if !fire {
+                    let Ok(p) = gate.acquire().await else { break };
+                    p.forget();
+                }
                 ix += 1;
-                // Blocks when `window` publishes await their PUBACK.
                 if sc
                     .publish(topic.as_str(), qos, false, payload(ix).into_bytes())
                     .await
@@ -302,6 +315,107 @@ pub(crate) async fn mqtt_pairs(
         .map(|h| h.clone())
         .unwrap_or_else(|_| histogram());
     finish(&mut r, count, elapsed, &h, before, after);
+    Ok(r)
+}
+
+/// MQTT pairs at a fixed offered rate (open loop), QoS 1. Latency: publish
+/// to PUBACK (the broker has it), and publish to the subscriber.
+pub(crate) async fn mqtt_rate(
+    t: &Target,
+    pairs: usize,
+    rate: u64,
+    secs: u64,
+) -> Result<Report, String> {
+    let run = run_id();
+    let shared = Shared::new();
+    let acks = Arc::new(Mutex::new(histogram()));
+    let mut tasks = Vec::new();
+    let period = Duration::from_secs_f64(pairs as f64 / rate.max(1) as f64);
+    for i in 0..pairs {
+        let topic = format!("bench/{run}/{i}");
+        let (rc, mut rel) = mqtt_connect(&t.addr, &format!("r{run}-{i}"), 100).await?;
+        mqtt_subscribe(&rc, &mut rel, &topic).await?;
+        let shared2 = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let _keep = rc;
+            let mut local = histogram();
+            while let Ok(event) = rel.poll().await {
+                if let Event::Incoming(MqttPacket::Publish(p)) = event {
+                    shared2.record(&mut local, &p.payload);
+                    if local.len() >= 64 {
+                        shared2.merge(&local);
+                        local.reset();
+                    }
+                }
+            }
+        }));
+        let (sc, mut sel) = mqtt_connect(&t.addr, &format!("s{run}-{i}"), 1000).await?;
+        // PUBACKs come back in publish order: a queue of send times.
+        let sent_at = Arc::new(Mutex::new(std::collections::VecDeque::<u64>::new()));
+        let (shared2, acks2, sent2) = (shared.clone(), acks.clone(), sent_at.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut local = histogram();
+            while let Ok(event) = sel.poll().await {
+                if let Event::Incoming(MqttPacket::PubAck(_)) = event {
+                    let ts = sent2.lock().ok().and_then(|mut q| q.pop_front());
+                    if let Some(ts) = ts
+                        && shared2.measuring.load(Ordering::Relaxed)
+                    {
+                        let _ = local.record((stats::now_ns().saturating_sub(ts) / 1000).max(1));
+                        if local.len() >= 64
+                            && let Ok(mut h) = acks2.lock()
+                        {
+                            let _ = h.add(&local);
+                            local.reset();
+                        }
+                    }
+                }
+            }
+        }));
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut ix = 0u64;
+            loop {
+                tick.tick().await;
+                ix += 1;
+                let body = payload(ix);
+                if let Ok(mut q) = sent_at.lock() {
+                    q.push_back(stats::now_ns());
+                }
+                if sc
+                    .publish(topic.as_str(), QoS::AtLeastOnce, false, body.into_bytes())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }));
+    }
+    let (count, elapsed, before, after) = measure(&shared, t.pid, secs).await;
+    for task in &tasks {
+        task.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut r = Report {
+        scenario: "rate".into(),
+        system: "Mqtt".into(),
+        connections: pairs * 2,
+        notes: format!(
+            "{pairs} pairs, offered {rate} msg/s, QoS 1; p50/p99 are publish to subscriber, ack_* publish to PUBACK"
+        ),
+        ..Report::default()
+    };
+    let h = shared
+        .hist
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| histogram());
+    finish(&mut r, count, elapsed, &h, before, after);
+    if let Ok(a) = acks.lock() {
+        r.set_ack(&a);
+    }
     Ok(r)
 }
 

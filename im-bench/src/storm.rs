@@ -54,6 +54,7 @@ pub(crate) async fn storm(t: &Target, conns: usize, concurrency: usize) -> Resul
                             .await
                             .map_err(|e| format!("nats connect: {e}"))?,
                     ),
+                    System::Amqp => return Err("no storm scenario for AMQP".to_string()),
                 };
                 let us = began.elapsed().as_micros() as u64;
                 if let Ok(mut h) = hist.lock() {

@@ -4,7 +4,7 @@ use imkit_proto::ErrorCode;
 
 /// Everything the engine, the stores and the authenticator can fail with.
 /// Each variant maps to one protocol [`ErrorCode`] through [`Error::code`].
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// A field is missing, empty, too long or malformed.
     #[error("invalid argument: {0}")]

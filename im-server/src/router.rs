@@ -171,6 +171,29 @@ impl Router {
         Ok(outcome.reply)
     }
 
+    /// [`Router::exec`] for many operations at once (a connection's
+    /// pipelined requests, [`Engine::handle_many`]): every push of every
+    /// operation is delivered, then each reply or error is returned in
+    /// order.
+    pub async fn exec_many<T>(
+        &self,
+        ops: impl Future<Output = Vec<imkit_core::Result<Outcome<T>>>>,
+    ) -> Vec<imkit_core::Result<T>> {
+        let outcomes = ops.await;
+        let mut replies = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            replies.push(match outcome {
+                Ok(o) => {
+                    let delivered = self.deliver_all(o.pushes).await;
+                    pace(delivered).await;
+                    Ok(o.reply)
+                }
+                Err(e) => Err(e),
+            });
+        }
+        replies
+    }
+
     /// Delivers every push; returns how many targets they had.
     pub(crate) async fn deliver_all(&self, pushes: Vec<Push>) -> usize {
         let mut n = 0;

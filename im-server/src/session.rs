@@ -48,6 +48,10 @@ struct Session {
     peer: String,
 }
 
+/// Most frames a session takes from a connection at once (those already
+/// read), so one client cannot hold its session in one batch for long.
+const MAX_PIPELINED: usize = 64;
+
 /// Runs a connection to its end.
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -168,11 +172,11 @@ impl Session {
                 }
             };
             // Boxed, so the future of an idle connection holds a pointer
-            // instead of space for the largest engine call: the frame's
+            // instead of space for the largest engine call: the frames'
             // handling allocates only while it runs. Measured: 8.2 to 6.3 KiB
             // of server RSS per idle TCP connection (with the rest of this loop
             // kept small: 4.7 to 3.9 KiB).
-            if let Flow::Close = Box::pin(self.on_frame(frame)).await {
+            if let Flow::Close = Box::pin(self.on_frames(frame, reader)).await {
                 return;
             }
         }
@@ -182,6 +186,82 @@ impl Session {
     /// should not keep room for a reply it sends once, at the end.
     async fn close_with(&self, code: ErrorCode, message: String) {
         Box::pin(self.error(PacketId::NIL, code, message)).await;
+    }
+
+    /// Handles `first` and every frame the client pipelined behind it (up
+    /// to [`MAX_PIPELINED`]): requests the engine handles go to it
+    /// together ([`Router::exec_many`]), so a connection's back-to-back
+    /// sends and receipts share a store commit; anything else in between
+    /// is handled on its own, in order.
+    async fn on_frames(&mut self, first: Frame, reader: &mut FrameReader) -> Flow {
+        let mut run: Vec<(PacketId, Packet)> = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 1;
+        while let Some(frame) = next.take() {
+            match self.engine_request(&frame) {
+                Some(packet) => run.push((frame.header.packet_id, packet)),
+                None => {
+                    self.run_requests(std::mem::take(&mut run)).await;
+                    if let Flow::Close = self.on_frame(frame).await {
+                        return Flow::Close;
+                    }
+                }
+            }
+            if taken < MAX_PIPELINED {
+                next = reader.try_next();
+                taken += 1;
+            }
+        }
+        self.run_requests(run).await;
+        Flow::Continue
+    }
+
+    /// The packet of a frame that goes straight to the engine: a logged-in
+    /// client's request, within the rate limit. Anything else (and any
+    /// frame that needs an error answer) is for [`Session::on_frame`].
+    fn engine_request(&self, frame: &Frame) -> Option<Packet> {
+        self.caller.as_ref()?;
+        let packet = Packet::from_frame(frame).ok()?;
+        let engine_handles = packet.kind().sender() != Sender::Server
+            && !matches!(
+                packet,
+                Packet::Login(_) | Packet::Ping(_) | Packet::Logout(_)
+            );
+        if !engine_handles || self.limiter.check().is_err() {
+            return None;
+        }
+        Some(packet)
+    }
+
+    /// Runs requests through the engine together and answers each.
+    async fn run_requests(&mut self, run: Vec<(PacketId, Packet)>) {
+        let Some(caller) = self.caller.clone() else {
+            return;
+        };
+        if run.is_empty() {
+            return;
+        }
+        let (ids, packets): (Vec<(PacketId, bool)>, Vec<Packet>) = run
+            .into_iter()
+            .map(|(id, p)| ((id, matches!(p, Packet::Typing(_))), p))
+            .unzip();
+        let router = &self.shared.router;
+        let answers = router
+            .exec_many(router.engine().handle_many(&caller, packets))
+            .await;
+        for ((id, is_typing), answer) in ids.into_iter().zip(answers) {
+            match answer {
+                // Typing has no response.
+                Ok(_) if is_typing => {}
+                Ok(reply) => self.send(reply, id).await,
+                Err(e) => {
+                    if matches!(e, imkit_core::Error::Store { .. }) {
+                        tracing::error!(error = %e, user = %caller.user, "store failure");
+                    }
+                    self.error(id, e.code(), e.to_string()).await;
+                }
+            }
+        }
     }
 
     async fn on_frame(&mut self, frame: Frame) -> Flow {

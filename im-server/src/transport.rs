@@ -117,6 +117,32 @@ impl FrameReader {
     }
 }
 
+impl FrameReader {
+    /// A frame that is available without waiting: already buffered, or in
+    /// the socket now (TCP). `None` when nothing whole is there (or on any
+    /// error, which the next [`FrameReader::next`] reports).
+    pub(crate) fn try_next(&mut self) -> Option<Frame> {
+        match self {
+            FrameReader::Tcp { rd, buf, max } => {
+                if let Ok(Some(frame)) = Frame::decode(buf, *max) {
+                    return Some(frame);
+                }
+                if buf.capacity() == buf.len() {
+                    buf.reserve(INITIAL_READ_BUFFER);
+                }
+                match rd.try_read_buf(buf) {
+                    Ok(n) if n > 0 => Frame::decode(buf, *max).ok().flatten(),
+                    _ => None,
+                }
+            }
+            // A WebSocket message taken here but not a frame (a close, a
+            // text) would be lost to `next`, so WebSocket requests are
+            // taken one at a time.
+            FrameReader::Ws { .. } => None,
+        }
+    }
+}
+
 impl FrameWriter {
     /// Writes frames, coalesced into as few syscalls as possible.
     pub(crate) async fn write_batch(&mut self, frames: &[Bytes]) -> io::Result<()> {

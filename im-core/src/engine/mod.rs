@@ -15,9 +15,11 @@
 //! are handed to the [`PushNotifier`].
 //!
 //! Files: `send.rs` (sending, recall, typing), `receipts.rs` (cursors and
-//! read counts), `sync.rs` (catch-up, history, the conversation list),
+//! read counts), `batch.rs` (a connection's pipelined requests committed
+//! together), `sync.rs` (catch-up, history, the conversation list),
 //! `groups.rs` and `contacts.rs`.
 
+mod batch;
 mod contacts;
 mod groups;
 mod receipts;

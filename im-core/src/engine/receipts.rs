@@ -7,7 +7,16 @@ use imkit_proto::{Packet, pb};
 
 use super::{Caller, Engine, Outcome, Push, push_of};
 use crate::model::*;
-use crate::store::{Direction, MoveTo, UnitOfWork};
+use crate::store::{Committed, Direction, MoveTo, UnitOfWork};
+
+/// A receipt checked and turned into its unit of work, not yet committed.
+#[derive(Debug)]
+pub(super) struct PreparedReceipt {
+    conv: ConversationId,
+    kind: pb::ReceiptKind,
+    is_group: bool,
+    members: Vec<UserId>,
+}
 use crate::{Error, Result};
 
 /// Most messages a group read receipt looks through to find whom to tell.
@@ -24,6 +33,17 @@ impl Engine {
         caller: &Caller,
         req: pb::ReceiptRequest,
     ) -> Result<Outcome<pb::ReceiptResponse>> {
+        let (prepared, unit) = self.prepare_receipt(caller, req).await?;
+        let committed = self.inner.stores.conversations.commit(unit).await?;
+        self.finish_receipt(caller, prepared, committed).await
+    }
+
+    /// Checks a receipt and works out its unit of work.
+    pub(super) async fn prepare_receipt(
+        &self,
+        caller: &Caller,
+        req: pb::ReceiptRequest,
+    ) -> Result<(PreparedReceipt, UnitOfWork)> {
         let kind = pb::ReceiptKind::try_from(req.kind)
             .ok()
             .filter(|k| *k != pb::ReceiptKind::Unspecified)
@@ -31,7 +51,6 @@ impl Engine {
                 Error::InvalidArgument("receipt kind must be DELIVERED or READ".into())
             })?;
         let (conv, ckind, members) = self.members_of(caller, &req.conversation_id).await?;
-        let is_group = matches!(ckind, ConversationKind::Group(_));
         let mut unit = UnitOfWork::new(conv.clone()).delivered(
             caller.user.clone(),
             caller.device.clone(),
@@ -40,7 +59,30 @@ impl Engine {
         if kind == pb::ReceiptKind::Read {
             unit = unit.read(caller.user.clone(), MoveTo::Seq(req.seq));
         }
-        let committed = self.inner.stores.conversations.commit(unit).await?;
+        Ok((
+            PreparedReceipt {
+                conv,
+                kind,
+                is_group: matches!(ckind, ConversationKind::Group(_)),
+                members,
+            },
+            unit,
+        ))
+    }
+
+    /// The reply and the pushes of a committed receipt.
+    pub(super) async fn finish_receipt(
+        &self,
+        caller: &Caller,
+        prepared: PreparedReceipt,
+        committed: Committed,
+    ) -> Result<Outcome<pb::ReceiptResponse>> {
+        let PreparedReceipt {
+            conv,
+            kind,
+            is_group,
+            members,
+        } = prepared;
         let (Some(delivered), read) = (committed.moves.first(), committed.moves.get(1)) else {
             return Err(Error::store("engine", "a receipt unit moved no cursor"));
         };

@@ -5,7 +5,14 @@ use imkit_proto::{Packet, pb};
 
 use super::{Caller, Engine, Outcome, Push, push_of};
 use crate::model::*;
-use crate::store::{MoveTo, UnitOfWork};
+use crate::store::{Committed, MoveTo, UnitOfWork};
+
+/// A send checked and turned into its unit of work, not yet committed.
+#[derive(Debug)]
+pub(super) struct PreparedSend {
+    conversation: ConversationId,
+    members: Vec<UserId>,
+}
 use crate::{Error, Result};
 
 /// Prefix of the client message id the engine gives recall events, so a
@@ -181,6 +188,17 @@ impl Engine {
         caller: &Caller,
         req: pb::SendRequest,
     ) -> Result<Outcome<pb::SendResponse>> {
+        let (prepared, unit) = self.prepare_send(caller, req).await?;
+        let committed = self.inner.stores.conversations.commit(unit).await?;
+        self.finish_send(caller, prepared, committed).await
+    }
+
+    /// Checks a send and works out its unit of work (nothing is written).
+    pub(super) async fn prepare_send(
+        &self,
+        caller: &Caller,
+        req: pb::SendRequest,
+    ) -> Result<(PreparedSend, UnitOfWork)> {
         use pb::send_request::To;
         if req.client_msg_id.is_empty() || req.client_msg_id.len() > MAX_ID_LEN {
             return Err(Error::InvalidArgument(format!(
@@ -217,7 +235,26 @@ impl Engine {
         if conversation.is_direct() {
             unit = unit.list_for(members.iter().cloned());
         }
-        let committed = self.inner.stores.conversations.commit(unit).await?;
+        Ok((
+            PreparedSend {
+                conversation,
+                members,
+            },
+            unit,
+        ))
+    }
+
+    /// The SENT reply and the pushes of a committed send.
+    pub(super) async fn finish_send(
+        &self,
+        caller: &Caller,
+        prepared: PreparedSend,
+        committed: Committed,
+    ) -> Result<Outcome<pb::SendResponse>> {
+        let PreparedSend {
+            conversation,
+            members,
+        } = prepared;
         let appended = committed
             .appended
             .ok_or_else(|| Error::store("engine", "a send unit stored no message"))?;

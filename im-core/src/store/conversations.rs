@@ -52,6 +52,19 @@ pub trait ConversationStore: Send + Sync + 'static {
     /// Applies a unit of work, all of it or none of it, durably.
     async fn commit(&self, unit: UnitOfWork) -> Result<Committed>;
 
+    /// Applies several units in order, each all or nothing on its own (one
+    /// failing does not stop the others), and answers each. Backends
+    /// override this to write them together: SQLite in one writer job,
+    /// Redis in one round trip. The engine uses it for the requests one
+    /// connection sent back to back.
+    async fn commit_all(&self, units: Vec<UnitOfWork>) -> Vec<Result<Committed>> {
+        let mut out = Vec::with_capacity(units.len());
+        for unit in units {
+            out.push(self.commit(unit).await);
+        }
+        out
+    }
+
     /// The message at `seq`.
     async fn get(&self, conversation: &ConversationId, seq: u64) -> Result<Option<Message>>;
 

@@ -112,9 +112,118 @@ return out
 #[derive(Clone, Debug)]
 pub struct RedisConversations(pub(super) RedisDb);
 
+static COMMIT_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(COMMIT));
+static POSITIONS_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(POSITIONS));
+
 impl RedisConversations {
     fn k(&self, kind: &str, id: &str) -> String {
         self.0.key(&[kind, id])
+    }
+
+    /// The script call that applies `unit` (see [`COMMIT`]).
+    fn invocation(&self, unit: &UnitOfWork) -> redis::ScriptInvocation<'static> {
+        let c_ = unit.conversation.as_str();
+        let mut inv = COMMIT_SCRIPT.key(self.k("hs", c_));
+        inv.key(self.k("h", c_))
+            .key(self.k("hu", c_))
+            .key(self.k("hr", c_))
+            .key(self.k("hrz", c_))
+            .key(self.0.key(&["hid"]));
+        match &unit.append {
+            Some(m) => {
+                let target = recall_target(&m.content).unwrap_or(0);
+                // Stored without seq (the key holds it) and with recalled=false.
+                let payload = Message::from_new(m.clone(), 0).to_pb().encode_to_vec();
+                inv.key(self.k("hc", m.sender.as_str()))
+                    .arg(1)
+                    .arg(&m.client_msg_id)
+                    .arg(payload)
+                    .arg(u8::from(is_user_content(&m.content)))
+                    .arg(m.id.to_string())
+                    .arg(target);
+            }
+            None => {
+                inv.key(self.k("hs", c_))
+                    .arg(0)
+                    .arg("")
+                    .arg("")
+                    .arg(0)
+                    .arg("")
+                    .arg(0);
+            }
+        }
+        inv.arg(c_).arg(unit.list_for.len()).arg(unit.moves.len());
+        for u in &unit.list_for {
+            inv.key(self.0.key(&["uc", u.as_str()]));
+        }
+        for mv in &unit.moves {
+            match &mv.cursor {
+                Cursor::Read(u) => {
+                    inv.key(self.k("rd", c_)).arg(u.as_str());
+                }
+                Cursor::Delivered(u, d) => {
+                    inv.key(self.0.key(&["dl", u.as_str(), d.as_str()])).arg(c_);
+                }
+            }
+            match mv.to {
+                MoveTo::Appended => inv.arg("a"),
+                MoveTo::BeforeAppended => inv.arg("b"),
+                MoveTo::Seq(s) => inv.arg(s),
+            };
+        }
+        inv
+    }
+
+    /// What the script's answer says about `unit`.
+    async fn interpret(&self, unit: UnitOfWork, out: &[redis::Value]) -> Result<Committed> {
+        let status: i64 = value_at(out, 0)?;
+        let found_conv: String = value_at(out, 1)?;
+        let seq: u64 = value_at(out, 2)?;
+        match status {
+            -1 => {
+                let target = unit
+                    .append
+                    .as_ref()
+                    .and_then(|m| recall_target(&m.content))
+                    .unwrap_or(0);
+                Err(Error::NotFound(format!(
+                    "message {target} in {}",
+                    unit.conversation
+                )))
+            }
+            1 => {
+                let message = self
+                    .load(&ConversationId::new(found_conv), &[seq])
+                    .await?
+                    .pop()
+                    .ok_or_else(|| err("client index points at nothing"))?;
+                Ok(Committed {
+                    appended: Some(Appended {
+                        message,
+                        duplicate: true,
+                    }),
+                    moves: Vec::new(),
+                })
+            }
+            _ => {
+                let mut moves = Vec::with_capacity(unit.moves.len());
+                for j in 0..unit.moves.len() {
+                    moves.push(Moved {
+                        before: value_at(out, 3 + 2 * j)?,
+                        after: value_at(out, 4 + 2 * j)?,
+                    });
+                }
+                Ok(Committed {
+                    appended: unit.append.map(|m| Appended {
+                        message: Message::from_new(m, seq),
+                        duplicate: false,
+                    }),
+                    moves,
+                })
+            }
+        }
     }
 
     /// Loads messages at the given seqs, applying seq and recall.
@@ -160,102 +269,47 @@ impl RedisConversations {
 impl ConversationStore for RedisConversations {
     async fn commit(&self, unit: UnitOfWork) -> Result<Committed> {
         unit.validate()?;
-        let conv = unit.conversation.clone();
-        let c_ = conv.as_str();
-        let script = Script::new(COMMIT);
-        let mut inv = script.key(self.k("hs", c_));
-        inv.key(self.k("h", c_))
-            .key(self.k("hu", c_))
-            .key(self.k("hr", c_))
-            .key(self.k("hrz", c_))
-            .key(self.0.key(&["hid"]));
-        let new = unit.append.clone();
-        match &new {
-            Some(m) => {
-                let target = recall_target(&m.content).unwrap_or(0);
-                // Stored without seq (the key holds it) and with recalled=false.
-                let payload = Message::from_new(m.clone(), 0).to_pb().encode_to_vec();
-                inv.key(self.k("hc", m.sender.as_str()))
-                    .arg(1)
-                    .arg(&m.client_msg_id)
-                    .arg(payload)
-                    .arg(u8::from(is_user_content(&m.content)))
-                    .arg(m.id.to_string())
-                    .arg(target);
+        let mut c = self.0.connection();
+        let out: Vec<redis::Value> = self
+            .invocation(&unit)
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)?;
+        self.interpret(unit, &out).await
+    }
+
+    async fn commit_all(&self, units: Vec<UnitOfWork>) -> Vec<Result<Committed>> {
+        // One round trip: the script (in case Redis forgot it), then one
+        // invocation per unit, each atomic on its own.
+        let mut pipe = redis::pipe();
+        pipe.load_script(&COMMIT_SCRIPT);
+        let mut checked = Vec::with_capacity(units.len());
+        for unit in units {
+            let ok = unit.validate();
+            if ok.is_ok() {
+                pipe.invoke_script(&self.invocation(&unit));
             }
-            None => {
-                inv.key(self.k("hs", c_))
-                    .arg(0)
-                    .arg("")
-                    .arg("")
-                    .arg(0)
-                    .arg("")
-                    .arg(0);
-            }
-        }
-        inv.arg(c_).arg(unit.list_for.len()).arg(unit.moves.len());
-        for u in &unit.list_for {
-            inv.key(self.0.key(&["uc", u.as_str()]));
-        }
-        for mv in &unit.moves {
-            match &mv.cursor {
-                Cursor::Read(u) => {
-                    inv.key(self.k("rd", c_)).arg(u.as_str());
-                }
-                Cursor::Delivered(u, d) => {
-                    inv.key(self.0.key(&["dl", u.as_str(), d.as_str()])).arg(c_);
-                }
-            }
-            match mv.to {
-                MoveTo::Appended => inv.arg("a"),
-                MoveTo::BeforeAppended => inv.arg("b"),
-                MoveTo::Seq(s) => inv.arg(s),
-            };
+            checked.push((unit, ok));
         }
         let mut c = self.0.connection();
-        let out: Vec<redis::Value> = inv.invoke_async(&mut c).await.map_err(err)?;
-        let status: i64 = value_at(&out, 0)?;
-        let found_conv: String = value_at(&out, 1)?;
-        let seq: u64 = value_at(&out, 2)?;
-        match status {
-            -1 => {
-                let target = new
-                    .as_ref()
-                    .and_then(|m| recall_target(&m.content))
-                    .unwrap_or(0);
-                Err(Error::NotFound(format!("message {target} in {conv}")))
+        let answers: Result<Vec<redis::Value>> = pipe.query_async(&mut c).await.map_err(err);
+        let mut answers = match answers {
+            Ok(a) => a.into_iter().skip(1),
+            Err(e) => return checked.into_iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut out = Vec::with_capacity(checked.len());
+        for (unit, ok) in checked {
+            if let Err(e) = ok {
+                out.push(Err(e));
+                continue;
             }
-            1 => {
-                let message = self
-                    .load(&ConversationId::new(found_conv), &[seq])
-                    .await?
-                    .pop()
-                    .ok_or_else(|| err("client index points at nothing"))?;
-                Ok(Committed {
-                    appended: Some(Appended {
-                        message,
-                        duplicate: true,
-                    }),
-                    moves: Vec::new(),
-                })
-            }
-            _ => {
-                let mut moves = Vec::with_capacity(unit.moves.len());
-                for j in 0..unit.moves.len() {
-                    moves.push(Moved {
-                        before: value_at(&out, 3 + 2 * j)?,
-                        after: value_at(&out, 4 + 2 * j)?,
-                    });
-                }
-                Ok(Committed {
-                    appended: new.map(|m| Appended {
-                        message: Message::from_new(m, seq),
-                        duplicate: false,
-                    }),
-                    moves,
-                })
-            }
+            let r = match answers.next() {
+                Some(redis::Value::Array(values)) => self.interpret(unit, &values).await,
+                other => Err(err(format!("unit script answered {other:?}"))),
+            };
+            out.push(r);
         }
+        out
     }
 
     async fn get(&self, conversation: &ConversationId, seq: u64) -> Result<Option<Message>> {
@@ -393,8 +447,7 @@ impl ConversationStore for RedisConversations {
         // Bounded scripts: a user in thousands of conversations is asked
         // about in chunks, so no one script holds Redis for long.
         for chunk in conversations.chunks(256) {
-            let script = Script::new(POSITIONS);
-            let mut inv = script.key(self.0.key(&["dl", user.as_str(), device.as_str()]));
+            let mut inv = POSITIONS_SCRIPT.key(self.0.key(&["dl", user.as_str(), device.as_str()]));
             inv.arg(user.as_str());
             for conv in chunk {
                 let c_ = conv.as_str();

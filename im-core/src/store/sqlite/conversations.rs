@@ -2,7 +2,9 @@
 //! group-committing writer; reads go to the reader threads.
 //!
 //! Tables: `messages` (keyed by conversation and seq, with the running count
-//! `countable_upto`), `read_cursors`, `delivered` and `user_conversations`.
+//! `countable_upto`), `cursors` (keyed by conversation, user and device, the
+//! empty device standing for the user's read cursor) and
+//! `user_conversations`.
 //! Unread is `countable_upto` at the highest seq minus `countable_upto` at
 //! the read cursor, less the recalled messages in between (found through a
 //! partial index): three index lookups, whatever the conversation's length.
@@ -14,7 +16,7 @@ use imkit_proto::pb;
 use prost::Message as _;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::writer::{CursorKey, Tail, WriterState};
+use super::writer::{CursorKey, Ended, Tail, WriterState};
 use super::{CachedExt, Db, db_err, i64_of};
 use crate::model::*;
 use crate::store::{Committed, ConversationStore, Cursor, Direction, Moved, Position, UnitOfWork};
@@ -40,9 +42,12 @@ const TAIL: &str =
 const COUNTABLE_AT: &str =
     "SELECT countable_upto FROM messages WHERE conversation = ?1 AND seq = ?2";
 const RECALLED_AFTER: &str = "SELECT COUNT(*) FROM messages WHERE conversation = ?1 AND seq > ?2 AND recalled = 1 AND countable = 1";
-const READ: &str = "SELECT seq FROM read_cursors WHERE user = ?1 AND conversation = ?2";
+const READ: &str = "SELECT seq FROM cursors WHERE conversation = ?2 AND user = ?1 AND device = ''";
 const DELIVERED: &str =
-    "SELECT seq FROM delivered WHERE user = ?1 AND device = ?2 AND conversation = ?3";
+    "SELECT seq FROM cursors WHERE conversation = ?3 AND user = ?1 AND device = ?2";
+const STORE_CURSOR: &str =
+    "INSERT INTO cursors (conversation, user, device, seq) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (conversation, user, device) DO UPDATE SET seq = MAX(seq, excluded.seq)";
 
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let id: String = r.get(2)?;
@@ -98,57 +103,70 @@ fn load_cursor(c: &Connection, key: &CursorKey) -> Result<Option<u64>> {
 }
 
 fn store_cursor(c: &Connection, key: &CursorKey, seq: u64) -> Result<()> {
-    match key {
-        CursorKey::Read(u, conv) => c.exec(
-            "INSERT INTO read_cursors (user, conversation, seq) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user, conversation) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-            params![u.as_str(), conv.as_str(), i64_of(seq)],
-        ),
-        CursorKey::Delivered(u, d, conv) => c.exec(
-            "INSERT INTO delivered (user, device, conversation, seq) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (user, device, conversation) DO UPDATE SET seq = MAX(seq, excluded.seq)",
-            params![u.as_str(), d.as_str(), conv.as_str(), i64_of(seq)],
-        ),
-    }
+    let (user, device, conv) = match key {
+        CursorKey::Read(u, conv) => (u, "", conv),
+        CursorKey::Delivered(u, d, conv) => (u, d.as_str(), conv),
+    };
+    c.exec(
+        STORE_CURSOR,
+        params![conv.as_str(), user.as_str(), device, i64_of(seq)],
+    )
     .map(drop)
     .map_err(db_err)
 }
 
-/// Applies a unit inside the writer's transaction (its own savepoint).
-fn apply(c: &Connection, st: &mut WriterState, unit: UnitOfWork) -> Result<Committed> {
+/// What a unit's checks found.
+enum Checked {
+    /// A resend: the original, and nothing to write.
+    Resend(Box<Message>),
+    /// Fresh: the conversation's tail before the unit.
+    Fresh(Tail),
+}
+
+/// Everything that can refuse a unit, read before anything is written.
+fn check(c: &Connection, st: &WriterState, unit: &UnitOfWork) -> Result<Checked> {
     unit.validate()?;
+    let conv = &unit.conversation;
+    let tail = match st.tail(conv) {
+        Some(t) => t,
+        None => load_tail(c, conv)?,
+    };
+    if let Some(new) = &unit.append {
+        if let Some(message) = find_client(c, &new.sender, &new.client_msg_id)? {
+            return Ok(Checked::Resend(Box::new(message)));
+        }
+        if let Some(target) = recall_target(&new.content)
+            && (target == 0 || target > tail.max_seq)
+        {
+            return Err(Error::NotFound(format!("message {target} in {conv}")));
+        }
+    }
+    Ok(Checked::Fresh(tail))
+}
+
+/// Applies a checked unit inside the writer's transaction. Any error here
+/// is a failed write, not a refusal.
+fn write(
+    c: &Connection,
+    st: &mut WriterState,
+    unit: UnitOfWork,
+    mut tail: Tail,
+) -> Result<Committed> {
     let UnitOfWork {
         conversation: conv,
         append,
         list_for,
         moves,
     } = unit;
-    let mut tail = match st.tail(&conv) {
-        Some(t) => t,
-        None => load_tail(c, &conv)?,
-    };
     let mut appended = None;
     if let Some(new) = append {
-        if let Some(message) = find_client(c, &new.sender, &new.client_msg_id)? {
-            return Ok(Committed {
-                appended: Some(Appended {
-                    message,
-                    duplicate: true,
-                }),
-                moves: Vec::new(),
-            });
-        }
         if let Some(target) = recall_target(&new.content) {
             let empty = pb::Content::default().encode_to_vec();
-            let hit = c
-                .exec(
-                    "UPDATE messages SET recalled = 1, content = ?3 WHERE conversation = ?1 AND seq = ?2",
-                    params![conv.as_str(), i64_of(target), empty],
-                )
-                .map_err(db_err)?;
-            if hit == 0 {
-                return Err(Error::NotFound(format!("message {target} in {conv}")));
-            }
+            c.exec(
+                "UPDATE messages SET recalled = 1, content = ?3 WHERE conversation = ?1 AND seq = ?2",
+                params![conv.as_str(), i64_of(target), empty],
+            )
+            .map_err(db_err)?;
         }
         let countable = is_user_content(&new.content);
         tail = Tail {
@@ -216,6 +234,29 @@ fn apply(c: &Connection, st: &mut WriterState, unit: UnitOfWork) -> Result<Commi
     })
 }
 
+/// Applies a unit: its checks, then its writes. A refusal ends
+/// [`Ended::Done`] with the error as the unit's answer; a failed write ends
+/// [`Ended::Failed`].
+fn apply(c: &Connection, st: &mut WriterState, unit: UnitOfWork) -> (Ended, Result<Committed>) {
+    match check(c, st, &unit) {
+        Err(e) => (Ended::Done, Err(e)),
+        Ok(Checked::Resend(message)) => (
+            Ended::Done,
+            Ok(Committed {
+                appended: Some(Appended {
+                    message: *message,
+                    duplicate: true,
+                }),
+                moves: Vec::new(),
+            }),
+        ),
+        Ok(Checked::Fresh(tail)) => match write(c, st, unit, tail) {
+            Ok(done) => (Ended::Done, Ok(done)),
+            Err(e) => (Ended::Failed, Err(e)),
+        },
+    }
+}
+
 /// Where `user`'s `device` stands in `conv`, read on one connection.
 fn position(
     c: &Connection,
@@ -280,7 +321,32 @@ impl SqliteConversations {
 #[async_trait]
 impl ConversationStore for SqliteConversations {
     async fn commit(&self, unit: UnitOfWork) -> Result<Committed> {
-        self.db.write_with(move |c, st| apply(c, st, unit)).await
+        self.db.write_checked(move |c, st| apply(c, st, unit)).await
+    }
+
+    async fn commit_all(&self, units: Vec<UnitOfWork>) -> Vec<Result<Committed>> {
+        let n = units.len();
+        // One writer job for all of them, in order; each refused on its own.
+        let done = self
+            .db
+            .write_checked(move |c, st| {
+                let mut out = Vec::with_capacity(units.len());
+                for unit in units {
+                    match apply(c, st, unit) {
+                        (Ended::Done, r) => out.push(r),
+                        (Ended::Failed, Err(e)) => return (Ended::Failed, Err(e)),
+                        (Ended::Failed, Ok(_)) => {
+                            return (Ended::Failed, Err(db_err("a write failed")));
+                        }
+                    }
+                }
+                (Ended::Done, Ok(out))
+            })
+            .await;
+        match done {
+            Ok(out) => out,
+            Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+        }
     }
 
     async fn get(&self, conversation: &ConversationId, seq: u64) -> Result<Option<Message>> {

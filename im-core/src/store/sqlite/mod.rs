@@ -4,11 +4,16 @@
 //! * **One writer thread with group commit** ([`writer`]). Units of work
 //!   and other writes from all tasks queue on a bounded channel; the writer
 //!   takes every job waiting (up to [`SqliteOptions::max_batch`], lingering
-//!   up to [`SqliteOptions::max_wait`] for more), runs each in its own
-//!   savepoint inside one transaction, commits once (one fsync for the whole
-//!   batch), and only then answers the callers. So an acknowledged write is
-//!   durable, a failing job fails only its own caller, and throughput does
-//!   not collapse to one fsync per message.
+//!   up to [`SqliteOptions::max_wait`] for more) and commits them in one
+//!   transaction. A syncer thread fsyncs the log for all the batches
+//!   committed meanwhile and only then answers their callers, while the
+//!   writer goes on with the next batch. So an acknowledged write is
+//!   durable, a failing job fails only its own caller, and throughput
+//!   collapses neither to one fsync per message nor to the disk's latency.
+//!   A connection's pipelined units arrive as one job
+//!   ([`ConversationStore::commit_all`](crate::store::ConversationStore::commit_all)),
+//!   so a transaction holds many messages of one conversation and writes
+//!   each of its pages once.
 //! * **The writer remembers what it wrote**: each conversation's last seq
 //!   and unread count, cursors and list entries, so a send is a lookup for
 //!   de-duplication and the writes themselves.
@@ -25,9 +30,11 @@
 //! * **One owner**: a database is open in one process at a time (a lock on
 //!   `<db>.lock`); the write-through caches rely on it.
 //!
-//! Files: `writer.rs` (the group-committing writer), `conversations.rs`
-//! (the unit of work and its reads), one file per other store. Presence is
-//! soft state and stays in memory ([`MemoryPresence`]).
+//! Files: `writer.rs` (the group-committing writer and the syncer),
+//! `conversations.rs` (the unit of work and its reads), `cache.rs` (the
+//! write-through caches of group members and block lists), one file per
+//! other store. Presence is soft state and stays in memory
+//! ([`MemoryPresence`]).
 
 mod accounts;
 mod cache;
@@ -54,7 +61,7 @@ pub use writer::WriterStats;
 use crate::store::Stores;
 use crate::store::memory::MemoryPresence;
 use crate::{Error, Result};
-use writer::{Job, WriterState};
+use writer::{Durable, Ended, Job, WriterState};
 
 const BACKEND: &str = "sqlite";
 
@@ -162,9 +169,12 @@ pub const MIGRATIONS: &[&str] = &[
     // the per-device inbox goes. Each message carries how many messages up
     // to it count as unread (user content); unread is a difference of two
     // of these, less the recalled ones after the read cursor (a partial
-    // index finds those). A sender's read cursor is brought up to their own
-    // last message, which a crash between two writes could have left
-    // behind before units of work.
+    // index finds those). Read and delivered cursors move into one table
+    // keyed by conversation first, so the cursors one message moves (the
+    // sender's, the receiver's) share a page, as its row and its
+    // neighbours do. A sender's read cursor is brought up to their own last
+    // message, which a crash between two writes could have left behind
+    // before units of work.
     "ALTER TABLE messages ADD COLUMN countable_upto INTEGER NOT NULL DEFAULT 0;
      WITH c AS (
         SELECT conversation, seq,
@@ -174,10 +184,21 @@ pub const MIGRATIONS: &[&str] = &[
         FROM c WHERE c.conversation = messages.conversation AND c.seq = messages.seq;
      CREATE INDEX messages_recalled ON messages (conversation, seq)
         WHERE recalled = 1 AND countable = 1;
-     INSERT INTO read_cursors (user, conversation, seq)
-        SELECT sender, conversation, MAX(seq) FROM messages WHERE countable = 1
-        GROUP BY sender, conversation
-        ON CONFLICT (user, conversation) DO UPDATE SET seq = MAX(seq, excluded.seq);
+     CREATE TABLE cursors (
+        conversation TEXT    NOT NULL,
+        user         TEXT    NOT NULL,
+        device       TEXT    NOT NULL, -- '' for the user's read cursor
+        seq          INTEGER NOT NULL,
+        PRIMARY KEY (conversation, user, device)
+     ) WITHOUT ROWID;
+     INSERT INTO cursors SELECT conversation, user, '', seq FROM read_cursors;
+     INSERT INTO cursors SELECT conversation, user, device, seq FROM delivered;
+     INSERT INTO cursors (conversation, user, device, seq)
+        SELECT conversation, sender, '', MAX(seq) FROM messages WHERE countable = 1
+        GROUP BY conversation, sender
+        ON CONFLICT (conversation, user, device) DO UPDATE SET seq = MAX(seq, excluded.seq);
+     DROP TABLE read_cursors;
+     DROP TABLE delivered;
      DROP TABLE inbox;",
 ];
 
@@ -187,11 +208,13 @@ pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 /// How hard a commit works to survive a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// `synchronous=FULL`: an acknowledged write survives power loss. The default.
+    /// An acknowledged write survives power loss: the write-ahead log is
+    /// fsynced before any caller is answered, and no reader serves what is
+    /// not yet fsynced. The default.
     #[default]
     Full,
-    /// `synchronous=NORMAL`: an acknowledged write survives a process crash;
-    /// on power loss the last commits may be lost. Fewer fsyncs.
+    /// An acknowledged write survives a process crash; on power loss the
+    /// last commits may be lost. The log is fsynced at checkpoints only.
     Normal,
 }
 
@@ -213,6 +236,9 @@ pub struct SqliteOptions {
     /// is waiting at once; under load, writes arriving during one commit
     /// form the next batch by themselves).
     pub max_wait: Duration,
+    /// Page cache per connection, in KiB (default 16,384: 16 MiB for the
+    /// writer and each reader).
+    pub cache_kib: usize,
 }
 
 impl Default for SqliteOptions {
@@ -224,6 +250,7 @@ impl Default for SqliteOptions {
             write_queue: 8_192,
             max_batch: 1_024,
             max_wait: Duration::ZERO,
+            cache_kib: 16 * 1024,
         }
     }
 }
@@ -270,6 +297,7 @@ pub struct Db {
     writer: flume::Sender<Job>,
     readers: flume::Sender<ReadJob>,
     stats: Arc<WriterStats>,
+    durable: Arc<Durable>,
     /// The writer thread. It holds the owner lock (one process owns the
     /// file; the caches rely on it, and a second opener fails at once)
     /// until its last commit, and dropping the `Db` waits for it.
@@ -332,12 +360,22 @@ impl std::fmt::Debug for Db {
     }
 }
 
-fn open_connection(path: &Path) -> Result<Connection> {
+fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(db_err)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(db_err)?;
+    // Savepoint journals in memory, not in a temporary file (a write
+    // syscall per page a general write touches).
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(db_err)?;
+    conn.pragma_update(
+        None,
+        "cache_size",
+        -i64::try_from(options.cache_kib).unwrap_or(i64::MAX),
+    )
+    .map_err(db_err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
@@ -374,7 +412,7 @@ impl Db {
     pub fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Arc<Db>> {
         let path = path.as_ref().to_path_buf();
         let owner = lock_owner(&path)?;
-        let mut conn = open_connection(&path)?;
+        let mut conn = open_connection(&path, &options)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(db_err)?;
@@ -384,13 +422,21 @@ impl Db {
                 format!("cannot enable WAL (journal mode is {mode})"),
             ));
         }
-        let sync = match options.durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        };
-        conn.pragma_update(None, "synchronous", sync)
+        // Full durability syncs the log in the syncer thread (see
+        // `writer`), so SQLite itself never waits for the disk on commit.
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
         migrate(&mut conn)?;
+        let synced_by_us = options.durability == Durability::Full;
+        if synced_by_us {
+            // Whatever the migrations wrote is on disk before anything runs.
+            conn.execute_batch("PRAGMA wal_checkpoint(FULL)")
+                .map_err(db_err)?;
+        }
+        let durable = Arc::new(Durable::new(synced_by_us));
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
         let (tx, rx) = flume::bounded::<Job>(options.write_queue.max(1));
         let stats = Arc::new(WriterStats::default());
         let limits = writer::Limits {
@@ -398,17 +444,18 @@ impl Db {
             max_wait: options.max_wait,
         };
         let writer_stats = stats.clone();
+        let writer_durable = durable.clone();
         let writer_thread = std::thread::Builder::new()
             .name("imkit-sqlite-writer".into())
             .spawn(move || {
-                writer::run(conn, rx, limits, &writer_stats);
+                writer::run(conn, rx, limits, &writer_stats, writer_durable, wal);
                 // Released only after the connection has closed.
                 drop(owner);
             })
             .map_err(db_err)?;
         let (read_tx, read_rx) = flume::bounded::<ReadJob>(options.read_queue.max(1));
         for i in 0..options.read_pool.max(1) {
-            let conn = open_connection(&path)?;
+            let conn = open_connection(&path, &options)?;
             let jobs = read_rx.clone();
             std::thread::Builder::new()
                 .name(format!("imkit-sqlite-reader-{i}"))
@@ -420,6 +467,7 @@ impl Db {
             writer: tx,
             readers: read_tx,
             stats,
+            durable,
             writer_thread: Some(writer_thread),
         }))
     }
@@ -452,12 +500,27 @@ impl Db {
         f: impl FnOnce(&Connection, &mut WriterState) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (tx, rx) = oneshot::channel();
+        self.submit(writer::job(f, tx), rx).await
+    }
+
+    /// A write that checks before it writes and needs no savepoint (see
+    /// [`writer`]): `f` answers refusals with [`Ended::Done`] and reports a
+    /// failed write with [`Ended::Failed`], which rolls back the batch.
+    pub(crate) async fn write_checked<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut WriterState) -> (Ended, Result<R>) + Send + 'static,
+    ) -> Result<R> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(writer::checked_job(f, tx), rx).await
+    }
+
+    async fn submit<R>(&self, job: Job, rx: oneshot::Receiver<Result<R>>) -> Result<R> {
         self.writer
-            .send_async(writer::job(f, tx))
+            .send_async(job)
             .await
             .map_err(|_| Error::Unavailable("sqlite writer has stopped".into()))?;
         // A job dropped unanswered did not commit (its batch could not
-        // begin, or it panicked).
+        // begin or was rolled back, or it panicked).
         rx.await
             .map_err(|_| Error::store(BACKEND, "the write was not committed"))?
     }
@@ -476,8 +539,12 @@ impl Db {
             .await
             .map_err(|_| Error::Unavailable("sqlite readers have stopped".into()))?;
         // A job that panicked dropped its sender unanswered.
-        rx.await
-            .map_err(|_| Error::store(BACKEND, "read failed: the reader panicked"))?
+        let r = rx
+            .await
+            .map_err(|_| Error::store(BACKEND, "read failed: the reader panicked"))?;
+        // Nothing a client is told may be undone by a power loss.
+        self.durable.wait_for_reads().await?;
+        r
     }
 }
 
