@@ -22,7 +22,7 @@ use crate::config::Limits;
 use crate::outbox::Outbox;
 use crate::registry::{ConnHandle, Registry};
 use crate::router::{ClusterBus, Router};
-use crate::transport::{FrameReader, FrameWriter, ReadError};
+use crate::transport::{FrameReader, FrameWriter, ReadError, Written};
 
 /// What every session shares.
 pub(crate) struct Shared {
@@ -95,10 +95,22 @@ pub(crate) async fn write_loop(
 ) {
     let mut batch: Vec<Bytes> = Vec::new();
     while outbox.pop_batch(&mut batch, max_batch).await {
-        // Boxed: an idle writer then holds only its wait for frames, not
-        // room for a write and its timer (one allocation per batch, beside
-        // a system call).
-        match Box::pin(tokio::time::timeout(write_timeout, w.write_batch(&batch))).await {
+        // What the socket takes at once (the usual case) is written without
+        // a future, a timer or an allocation; the rest waits, boxed, so an
+        // idle writer holds only its wait for frames.
+        let mut written = Written::default();
+        let outcome = match w.try_write_batch(&batch, &mut written) {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => {
+                Box::pin(tokio::time::timeout(
+                    write_timeout,
+                    w.write_rest(&batch, &mut written),
+                ))
+                .await
+            }
+            Err(e) => Ok(Err(e)),
+        };
+        match outcome {
             Ok(Ok(())) => batch.clear(),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "write failed");

@@ -117,6 +117,68 @@ impl FrameReader {
     }
 }
 
+/// Most buffers one `writev` takes (Linux's `IOV_MAX` is 1,024).
+const MAX_IOV: usize = 1_024;
+
+/// How far a batch of frames has been written: whole frames, then bytes
+/// of the next one.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    frames: usize,
+    bytes: usize,
+}
+
+impl Written {
+    /// Moves past `n` written bytes.
+    fn advance(&mut self, frames: &[Bytes], mut n: usize) {
+        while n > 0 && self.frames < frames.len() {
+            let left = frames[self.frames].len() - self.bytes;
+            if n >= left {
+                n -= left;
+                self.frames += 1;
+                self.bytes = 0;
+            } else {
+                self.bytes += n;
+                n = 0;
+            }
+        }
+    }
+
+    fn done(&self, frames: &[Bytes]) -> bool {
+        self.frames >= frames.len()
+    }
+
+    /// What is left to write, as buffers for one `writev`.
+    fn slices<'a>(&self, frames: &'a [Bytes], out: &mut Vec<io::IoSlice<'a>>) {
+        out.clear();
+        if let Some(first) = frames.get(self.frames) {
+            out.push(io::IoSlice::new(&first[self.bytes..]));
+            for f in frames[self.frames + 1..].iter().take(MAX_IOV - 1) {
+                out.push(io::IoSlice::new(f));
+            }
+        }
+    }
+}
+
+/// Writes what remains of `frames` with as few `writev` calls as the
+/// socket allows, without copying them into one buffer first.
+async fn write_all_vectored(
+    wr: &mut OwnedWriteHalf,
+    frames: &[Bytes],
+    written: &mut Written,
+) -> io::Result<()> {
+    let mut slices = Vec::with_capacity(frames.len().min(MAX_IOV));
+    while !written.done(frames) {
+        written.slices(frames, &mut slices);
+        let n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        written.advance(frames, n);
+    }
+    Ok(())
+}
+
 impl FrameReader {
     /// A frame that is available without waiting: already buffered, or in
     /// the socket now (TCP). `None` when nothing whole is there (or on any
@@ -144,22 +206,41 @@ impl FrameReader {
 }
 
 impl FrameWriter {
-    /// Writes frames, coalesced into as few syscalls as possible.
-    pub(crate) async fn write_batch(&mut self, frames: &[Bytes]) -> io::Result<()> {
-        match self {
-            FrameWriter::Tcp(wr) => {
-                if let [one] = frames {
-                    return wr.write_all(one).await;
-                }
-                let total = frames.iter().map(Bytes::len).sum();
-                let mut buf = BytesMut::with_capacity(total);
-                for f in frames {
-                    buf.extend_from_slice(f);
-                }
-                wr.write_all(&buf).await
+    /// Writes what the socket takes now, without waiting (TCP; a
+    /// WebSocket writes nothing here). Returns whether everything is
+    /// written; `written` records the progress for
+    /// [`FrameWriter::write_rest`].
+    pub(crate) fn try_write_batch(
+        &mut self,
+        frames: &[Bytes],
+        written: &mut Written,
+    ) -> io::Result<bool> {
+        let FrameWriter::Tcp(wr) = self else {
+            return Ok(false);
+        };
+        let mut slices = Vec::new();
+        while !written.done(frames) {
+            written.slices(frames, &mut slices);
+            match wr.try_write_vectored(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written.advance(frames, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
             }
+        }
+        Ok(true)
+    }
+
+    /// Writes the rest of a batch, waiting for the socket as needed.
+    pub(crate) async fn write_rest(
+        &mut self,
+        frames: &[Bytes],
+        written: &mut Written,
+    ) -> io::Result<()> {
+        match self {
+            FrameWriter::Tcp(wr) => write_all_vectored(wr, frames, written).await,
             FrameWriter::Ws(wr) => {
-                for f in frames {
+                for f in &frames[written.frames..] {
                     wr.feed(Message::Binary(f.clone()))
                         .await
                         .map_err(io::Error::other)?;
@@ -179,5 +260,41 @@ impl FrameWriter {
                 let _ = wr.close().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn vectored_writes_survive_partial_writes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // 3,000 frames of uneven sizes, about 6 MB: far more than one
+        // writev takes or a socket buffer holds, so writes are partial.
+        let frames: Vec<Bytes> = (0..3_000u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; 1 + (i as usize * 7919) % 4_000]))
+            .collect();
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        let reader = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (_, mut wr) = stream.into_split();
+        write_all_vectored(&mut wr, &frames, &mut Written::default())
+            .await
+            .expect("write");
+        wr.shutdown().await.expect("shutdown");
+        let got = reader.await.expect("reader");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes arrive whole and in order");
     }
 }

@@ -359,18 +359,19 @@ impl Engine {
     /// The connected devices of `users`, except the caller's own device.
     async fn online_targets(&self, users: &[UserId], skip: Option<&Caller>) -> Result<Vec<Target>> {
         let located = self.inner.stores.presence.locate_many(users).await?;
-        let mut targets = Vec::new();
-        for (user, devices) in users.iter().zip(located) {
-            for loc in devices {
-                if skip.is_some_and(|c| &c.user == user && c.device == loc.device) {
-                    continue;
-                }
-                targets.push(Target {
-                    user: user.clone(),
-                    device: loc.device,
-                    node: loc.node,
-                });
+        let mut targets = Vec::with_capacity(located.len());
+        for loc in located {
+            let Some(user) = users.get(loc.user) else {
+                continue;
+            };
+            if skip.is_some_and(|c| &c.user == user && c.device == loc.device) {
+                continue;
             }
+            targets.push(Target {
+                user: user.clone(),
+                device: loc.device,
+                node: loc.node,
+            });
         }
         Ok(targets)
     }
@@ -382,23 +383,36 @@ impl Engine {
     /// say what they lack.
     async fn fan_out(&self, message: &Message, users: &[UserId], sender: &Caller) -> Result<Push> {
         let located = self.inner.stores.presence.locate_many(users).await?;
-        let mut targets = Vec::with_capacity(users.len());
+        let mut targets = Vec::with_capacity(located.len());
         let mut offline = Vec::new();
-        for (user, online) in users.iter().zip(located) {
-            if online.is_empty() && user != &sender.user {
-                offline.push(user.clone());
+        // Entries come in the order of `users`: who has none is offline.
+        let mut next = 0;
+        for loc in located {
+            let Some(user) = users.get(loc.user) else {
+                continue;
+            };
+            offline.extend(
+                users[next.min(loc.user)..loc.user]
+                    .iter()
+                    .filter(|u| **u != sender.user)
+                    .cloned(),
+            );
+            next = loc.user + 1;
+            if user == &sender.user && loc.device == sender.device {
+                continue;
             }
-            for loc in online {
-                if user == &sender.user && loc.device == sender.device {
-                    continue;
-                }
-                targets.push(Target {
-                    user: user.clone(),
-                    device: loc.device,
-                    node: loc.node,
-                });
-            }
+            targets.push(Target {
+                user: user.clone(),
+                device: loc.device,
+                node: loc.node,
+            });
         }
+        offline.extend(
+            users[next.min(users.len())..]
+                .iter()
+                .filter(|u| **u != sender.user)
+                .cloned(),
+        );
         if !offline.is_empty() {
             self.inner.notifier.notify_offline(&offline, message).await;
         }

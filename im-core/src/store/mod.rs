@@ -28,7 +28,7 @@ pub use contacts::ContactStore;
 pub use conversations::{ConversationStore, Direction, Position};
 pub use devices::DeviceStore;
 pub use groups::GroupStore;
-pub use presence::PresenceStore;
+pub use presence::{Located, PresenceStore};
 pub use unit::{Committed, Cursor, CursorMove, MoveTo, Moved, UnitOfWork};
 
 /// One store of each kind: what the engine needs.

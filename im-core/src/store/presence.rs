@@ -3,6 +3,17 @@ use async_trait::async_trait;
 use crate::Result;
 use crate::model::{DeviceId, DeviceLocation, NodeId, UserId};
 
+/// One connected device found by [`PresenceStore::locate_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The user, as an index into the users asked about.
+    pub user: usize,
+    /// The device.
+    pub device: DeviceId,
+    /// The node holding its connection.
+    pub node: NodeId,
+}
+
 /// Who is connected, with which device, to which node.
 ///
 /// Presence is soft state: a node that restarts calls [`PresenceStore::clear_node`].
@@ -25,11 +36,18 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// Where the user's devices are connected.
     async fn locate(&self, user: &UserId) -> Result<Vec<DeviceLocation>>;
 
-    /// [`PresenceStore::locate`] for many users at once, in the same order.
-    async fn locate_many(&self, users: &[UserId]) -> Result<Vec<Vec<DeviceLocation>>> {
+    /// Where many users' devices are connected, in one list: each entry
+    /// names its user by index into `users`, and entries come in the order
+    /// of `users` (a user with no device online has none). One list rather
+    /// than one per user: a group's fan-out asks about thousands of users.
+    async fn locate_many(&self, users: &[UserId]) -> Result<Vec<Located>> {
         let mut out = Vec::with_capacity(users.len());
-        for u in users {
-            out.push(self.locate(u).await?);
+        for (i, u) in users.iter().enumerate() {
+            out.extend(self.locate(u).await?.into_iter().map(|l| Located {
+                user: i,
+                device: l.device,
+                node: l.node,
+            }));
         }
         Ok(out)
     }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::Sharded;
 use crate::Result;
 use crate::model::*;
-use crate::store::PresenceStore;
+use crate::store::{Located, PresenceStore};
 
 /// In-memory [`PresenceStore`].
 #[derive(Default)]
@@ -56,6 +56,22 @@ impl PresenceStore for MemoryPresence {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn locate_many(&self, users: &[UserId]) -> Result<Vec<Located>> {
+        // One pass, one list, no future per user.
+        let mut out = Vec::with_capacity(users.len());
+        for (i, user) in users.iter().enumerate() {
+            let shard = self.users.shard(user).lock();
+            if let Some(devices) = shard.get(user) {
+                out.extend(devices.iter().map(|(device, node)| Located {
+                    user: i,
+                    device: device.clone(),
+                    node: node.clone(),
+                }));
+            }
+        }
+        Ok(out)
     }
 
     async fn users_on(&self, node: &NodeId) -> Result<Vec<UserId>> {

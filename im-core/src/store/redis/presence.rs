@@ -6,7 +6,7 @@ use redis::{AsyncCommands, Script};
 use super::{RedisDb, err};
 use crate::Result;
 use crate::model::*;
-use crate::store::PresenceStore;
+use crate::store::{Located, PresenceStore};
 
 /// Redis [`PresenceStore`]. With liveness on, entries of a node whose
 /// liveness key has expired are ignored by lookups and removed.
@@ -198,7 +198,7 @@ impl PresenceStore for RedisPresence {
             .unwrap_or_default())
     }
 
-    async fn locate_many(&self, users: &[UserId]) -> Result<Vec<Vec<DeviceLocation>>> {
+    async fn locate_many(&self, users: &[UserId]) -> Result<Vec<Located>> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
@@ -209,7 +209,18 @@ impl PresenceStore for RedisPresence {
         let mut c = self.db.connection();
         let maps: Vec<Vec<(String, String)>> = pipe.query_async(&mut c).await.map_err(err)?;
         let located = maps.into_iter().map(parse_locations).collect();
-        self.filter_alive(users, located).await
+        let alive = self.filter_alive(users, located).await?;
+        Ok(alive
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, devices)| {
+                devices.into_iter().map(move |l| Located {
+                    user: i,
+                    device: l.device,
+                    node: l.node,
+                })
+            })
+            .collect())
     }
 
     async fn users_on(&self, node: &NodeId) -> Result<Vec<UserId>> {
