@@ -53,10 +53,21 @@ impl Run {
     }
 
     fn merge(into: &Mutex<hdrhistogram::Histogram<u64>>, local: &mut hdrhistogram::Histogram<u64>) {
+        if local.is_empty() {
+            return;
+        }
         if let Ok(mut h) = into.lock() {
             let _ = h.add(&*local);
         }
         local.reset();
+    }
+
+    /// Records a latency straight into a shared histogram (merging whole
+    /// histograms costs a pass over every bucket).
+    fn record(into: &Mutex<hdrhistogram::Histogram<u64>>, micros: u64) {
+        if let Ok(mut h) = into.lock() {
+            let _ = h.record(micros);
+        }
     }
 }
 
@@ -80,16 +91,15 @@ async fn receive(
     ack: bool,
     count: bool,
 ) {
-    let mut local = histogram();
     let mut buf = BytesMut::with_capacity(256);
     let mut acked = 0u64;
-    let on_frame = |f: &Frame, top: &mut u64, local: &mut hdrhistogram::Histogram<u64>| {
+    let on_frame = |f: &Frame, top: &mut u64| {
         if let Some((seq, text)) = pushed(f) {
             *top = (*top).max(seq);
             if run.measuring()
                 && let Some((ts, _)) = parse_payload(text)
             {
-                let _ = local.record(micros_since(ts));
+                Run::record(&run.delivery, micros_since(ts));
                 if count {
                     run.done.fetch_add(1, Ordering::Relaxed);
                 }
@@ -98,12 +108,9 @@ async fn receive(
     };
     while let Some(Ok(f)) = rd.next().await {
         let mut top = 0;
-        on_frame(&f, &mut top, &mut local);
+        on_frame(&f, &mut top);
         while let Some(Some(Ok(f))) = rd.next().now_or_never() {
-            on_frame(&f, &mut top, &mut local);
-        }
-        if local.len() >= 64 {
-            Run::merge(&run.delivery, &mut local);
+            on_frame(&f, &mut top);
         }
         if ack && top > acked {
             acked = top;
@@ -114,7 +121,6 @@ async fn receive(
             }
         }
     }
-    Run::merge(&run.delivery, &mut local);
 }
 
 /// The conversation id of two users.
@@ -326,7 +332,7 @@ pub(crate) async fn rate(t: &Target, pairs: usize, rate: u64, secs: u64) -> Resu
             let mut local = histogram();
             while let Some(Ok(f)) = s_rd.next().await {
                 if sent_seq(&f).is_some() && run2.measuring() {
-                    let _ = local.record(micros_since(echoed_ts(&f)));
+                    Run::record(&run2.ack, micros_since(echoed_ts(&f)));
                     if local.len() >= 64 {
                         Run::merge(&run2.ack, &mut local);
                     }

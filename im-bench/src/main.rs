@@ -12,6 +12,7 @@ mod groups;
 mod imkit;
 mod imkit_big;
 mod imkit_pairs;
+mod mqtt_wire;
 mod peers;
 mod stats;
 mod storm;
@@ -32,6 +33,10 @@ struct Cli {
     /// Append the JSON result to this file.
     #[arg(long, global = true)]
     out: Option<std::path::PathBuf>,
+    /// Runtime threads (default 1: bench/run.sh pins the generator to one
+    /// core, where more threads only switch contexts).
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
 }
 
 /// Which system to drive.
@@ -243,10 +248,17 @@ impl Report {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     stats::raise_nofile();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let built = if cli.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cli.threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(r) => r,
         Err(e) => {
             eprintln!("imkit-bench: {e}");

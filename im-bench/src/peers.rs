@@ -6,10 +6,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use futures::StreamExt;
 use indicatif::ProgressBar;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet as MqttPacket, QoS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::mqtt_wire;
 use crate::stats::{self, finish, histogram, parse_payload, payload};
 use crate::{Report, Target};
 
@@ -165,17 +168,27 @@ impl Shared {
         })
     }
 
-    pub(crate) fn record(&self, local: &mut hdrhistogram::Histogram<u64>, payload: &[u8]) {
+    /// Counts a delivery and records its latency (straight into the shared
+    /// histogram: merging whole histograms costs a pass over every bucket).
+    /// `_local` is kept for the callers that batch; it stays empty.
+    pub(crate) fn record(&self, _local: &mut hdrhistogram::Histogram<u64>, payload: &[u8]) {
         if !self.measuring.load(Ordering::Relaxed) {
             return;
         }
         if let Some((ts, _)) = parse_payload(payload) {
-            let _ = local.record((stats::now_ns().saturating_sub(ts) / 1000).max(1));
+            if let Ok(mut h) = self.hist.lock() {
+                let _ = h.record((stats::now_ns().saturating_sub(ts) / 1000).max(1));
+            }
             self.delivered.fetch_add(1, Ordering::Relaxed);
         }
     }
 
+    /// Adds what a task recorded on its own (nothing, if it used
+    /// [`Shared::record`]).
     pub(crate) fn merge(&self, local: &hdrhistogram::Histogram<u64>) {
+        if local.is_empty() {
+            return;
+        }
         if let Ok(mut h) = self.hist.lock() {
             let _ = h.add(local);
         }
@@ -209,9 +222,10 @@ pub(crate) async fn measure(
     (count, elapsed, before, stats::sample(pid))
 }
 
-/// MQTT pairs: QoS 1 (PUBACK to the publisher, subscriber acks), one topic
-/// per pair, at most `window` publishes awaiting their PUBACK per sender
-/// (counted from the event loop). QoS 0, unwindowed, when fire-and-forget.
+/// MQTT pairs: QoS 1, one topic per pair, at most `window` publishes
+/// awaiting their PUBACK per sender; a message counts when its subscriber
+/// has it (and acknowledges it). Driven by [`crate::mqtt_wire`], a client
+/// that writes many packets per call, as the imkit generator does.
 pub(crate) async fn mqtt_pairs(
     t: &Target,
     pairs: usize,
@@ -219,94 +233,83 @@ pub(crate) async fn mqtt_pairs(
     secs: u64,
     fire: bool,
 ) -> Result<Report, String> {
+    if fire {
+        return Err("fire-and-forget is measured against NATS core, not MQTT".into());
+    }
     let run = run_id();
-    let qos = if fire {
-        QoS::AtMostOnce
-    } else {
-        QoS::AtLeastOnce
-    };
     let shared = Shared::new();
     let mut tasks = Vec::new();
-    let bar = ProgressBar::new(pairs as u64).with_message("connecting");
     for i in 0..pairs {
         let topic = format!("bench/{run}/{i}");
-        let (rc, mut rel) = mqtt_connect(&t.addr, &format!("r{run}-{i}"), 100).await?;
-        mqtt_subscribe(&rc, &mut rel, &topic).await?;
-        let shared2 = shared.clone();
-        tasks.push(tokio::spawn(async move {
-            let _keep = rc;
-            let mut local = histogram();
-            loop {
-                match rel.poll().await {
-                    Ok(Event::Incoming(MqttPacket::Publish(p))) => {
-                        shared2.record(&mut local, &p.payload);
-                        if local.len() >= 16 {
-                            shared2.merge(&local);
-                            local.reset();
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-            shared2.merge(&local);
-        }));
-        let (sc, mut sel) = mqtt_connect(
-            &t.addr,
-            &format!("s{run}-{i}"),
-            u16::try_from(window).unwrap_or(u16::MAX),
-        )
-        .await?;
-        // The window is enforced here, by PUBACKs: rumqttc's publish()
-        // returns once the message is in its request queue (1,024 deep),
-        // so without this each sender would have about a thousand
-        // messages outstanding instead of `window`.
+        let (mut rrd, mut rwr, mut rbuf) =
+            mqtt_wire::connect(&t.addr, &format!("r{run}-{i}")).await?;
+        mqtt_wire::subscribe(&mut rrd, &mut rwr, &mut rbuf, &topic).await?;
+        tasks.push(tokio::spawn(mqtt_subscriber(
+            rrd,
+            rwr,
+            rbuf,
+            shared.clone(),
+        )));
+        let (mut srd, mut swr, mut sbuf) =
+            mqtt_wire::connect(&t.addr, &format!("s{run}-{i}")).await?;
         let gate = Arc::new(tokio::sync::Semaphore::new(window.max(1)));
         let acks = gate.clone();
         tasks.push(tokio::spawn(async move {
-            while let Ok(event) = sel.poll().await {
-                if let Event::Incoming(MqttPacket::PubAck(_)) = event {
-                    acks.add_permits(1);
-                }
-            }
-        }));
-        tasks.push(tokio::spawn(async move {
-            let mut ix = 0u64;
             loop {
-                if !fire {
-                    let Ok(p) = gate.acquire().await else { break };
-                    p.forget();
+                while let Some(p) = mqtt_wire::parse(&mut sbuf) {
+                    if p.kind == mqtt_wire::PUBACK {
+                        acks.add_permits(1);
+                    }
                 }
-                ix += 1;
-                if sc
-                    .publish(topic.as_str(), qos, false, payload(ix).into_bytes())
-                    .await
-                    .is_err()
-                {
+                if !matches!(srd.read_buf(&mut sbuf).await, Ok(n) if n > 0) {
                     break;
                 }
             }
         }));
-        bar.inc(1);
+        tasks.push(tokio::spawn(async move {
+            let mut out = BytesMut::with_capacity(64 * 160);
+            let mut body = [0u8; 100];
+            let mut ix = 0u64;
+            loop {
+                let Ok(p) = gate.acquire().await else { break };
+                p.forget();
+                let mut n = 1;
+                while n < 64 {
+                    match gate.try_acquire() {
+                        Ok(p) => {
+                            p.forget();
+                            n += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                for _ in 0..n {
+                    ix += 1;
+                    stats::write_payload(&mut body, ix);
+                    mqtt_wire::put_publish(
+                        &mut out,
+                        topic.as_bytes(),
+                        (ix % 65_535 + 1) as u16,
+                        &body,
+                    );
+                }
+                if swr.write_all(&out).await.is_err() {
+                    break;
+                }
+                out.clear();
+            }
+        }));
     }
-    bar.finish_and_clear();
     let (count, elapsed, before, after) = measure(&shared, t.pid, secs).await;
     for task in &tasks {
         task.abort();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut r = Report {
-        scenario: if fire {
-            "fire-and-forget".into()
-        } else {
-            "reliable".into()
-        },
+        scenario: "reliable".into(),
         system: "Mqtt".into(),
         connections: pairs * 2,
-        notes: format!(
-            "{pairs} pairs, window {window}, QoS {}",
-            if fire { 0 } else { 1 }
-        ),
+        notes: format!("{pairs} pairs, window {window}, QoS 1"),
         ..Report::default()
     };
     let h = shared
@@ -316,6 +319,42 @@ pub(crate) async fn mqtt_pairs(
         .unwrap_or_else(|_| histogram());
     finish(&mut r, count, elapsed, &h, before, after);
     Ok(r)
+}
+
+/// An MQTT subscriber: records each message and acknowledges every
+/// publish of a read in one write.
+async fn mqtt_subscriber(
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut buf: BytesMut,
+    shared: Arc<Shared>,
+) {
+    let mut local = histogram();
+    let mut out = BytesMut::with_capacity(4 * 1024);
+    loop {
+        while let Some(p) = mqtt_wire::parse(&mut buf) {
+            if let Some((pid, payload)) = p.publish() {
+                shared.record(&mut local, payload);
+                if pid != 0 {
+                    mqtt_wire::put_puback(&mut out, pid);
+                }
+            }
+        }
+        if local.len() >= 64 {
+            shared.merge(&local);
+            local.reset();
+        }
+        if !out.is_empty() {
+            if wr.write_all(&out).await.is_err() {
+                break;
+            }
+            out.clear();
+        }
+        if !matches!(rd.read_buf(&mut buf).await, Ok(n) if n > 0) {
+            break;
+        }
+    }
+    shared.merge(&local);
 }
 
 /// MQTT pairs at a fixed offered rate (open loop), QoS 1. Latency: publish
@@ -333,63 +372,66 @@ pub(crate) async fn mqtt_rate(
     let period = Duration::from_secs_f64(pairs as f64 / rate.max(1) as f64);
     for i in 0..pairs {
         let topic = format!("bench/{run}/{i}");
-        let (rc, mut rel) = mqtt_connect(&t.addr, &format!("r{run}-{i}"), 100).await?;
-        mqtt_subscribe(&rc, &mut rel, &topic).await?;
-        let shared2 = shared.clone();
-        tasks.push(tokio::spawn(async move {
-            let _keep = rc;
-            let mut local = histogram();
-            while let Ok(event) = rel.poll().await {
-                if let Event::Incoming(MqttPacket::Publish(p)) = event {
-                    shared2.record(&mut local, &p.payload);
-                    if local.len() >= 64 {
-                        shared2.merge(&local);
-                        local.reset();
-                    }
-                }
-            }
-        }));
-        let (sc, mut sel) = mqtt_connect(&t.addr, &format!("s{run}-{i}"), 1000).await?;
+        let (mut rrd, mut rwr, mut rbuf) =
+            mqtt_wire::connect(&t.addr, &format!("r{run}-{i}")).await?;
+        mqtt_wire::subscribe(&mut rrd, &mut rwr, &mut rbuf, &topic).await?;
+        tasks.push(tokio::spawn(mqtt_subscriber(
+            rrd,
+            rwr,
+            rbuf,
+            shared.clone(),
+        )));
+        let (mut srd, mut swr, mut sbuf) =
+            mqtt_wire::connect(&t.addr, &format!("s{run}-{i}")).await?;
         // PUBACKs come back in publish order: a queue of send times.
         let sent_at = Arc::new(Mutex::new(std::collections::VecDeque::<u64>::new()));
         let (shared2, acks2, sent2) = (shared.clone(), acks.clone(), sent_at.clone());
         tasks.push(tokio::spawn(async move {
             let mut local = histogram();
-            while let Ok(event) = sel.poll().await {
-                if let Event::Incoming(MqttPacket::PubAck(_)) = event {
+            loop {
+                while let Some(p) = mqtt_wire::parse(&mut sbuf) {
+                    if p.kind != mqtt_wire::PUBACK {
+                        continue;
+                    }
                     let ts = sent2.lock().ok().and_then(|mut q| q.pop_front());
                     if let Some(ts) = ts
                         && shared2.measuring.load(Ordering::Relaxed)
                     {
                         let _ = local.record((stats::now_ns().saturating_sub(ts) / 1000).max(1));
-                        if local.len() >= 64
-                            && let Ok(mut h) = acks2.lock()
-                        {
-                            let _ = h.add(&local);
-                            local.reset();
-                        }
                     }
                 }
+                if local.len() >= 64
+                    && let Ok(mut h) = acks2.lock()
+                {
+                    let _ = h.add(&local);
+                    local.reset();
+                }
+                if !matches!(srd.read_buf(&mut sbuf).await, Ok(n) if n > 0) {
+                    break;
+                }
+            }
+            if let Ok(mut h) = acks2.lock() {
+                let _ = h.add(&local);
             }
         }));
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut out = BytesMut::with_capacity(256);
+            let mut body = [0u8; 100];
             let mut ix = 0u64;
             loop {
                 tick.tick().await;
                 ix += 1;
-                let body = payload(ix);
+                stats::write_payload(&mut body, ix);
                 if let Ok(mut q) = sent_at.lock() {
                     q.push_back(stats::now_ns());
                 }
-                if sc
-                    .publish(topic.as_str(), QoS::AtLeastOnce, false, body.into_bytes())
-                    .await
-                    .is_err()
-                {
+                mqtt_wire::put_publish(&mut out, topic.as_bytes(), (ix % 65_535 + 1) as u16, &body);
+                if swr.write_all(&out).await.is_err() {
                     break;
                 }
+                out.clear();
             }
         }));
     }

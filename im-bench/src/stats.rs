@@ -82,6 +82,17 @@ pub(crate) fn payload(index: u64) -> String {
     s
 }
 
+/// [`payload`] written into a buffer, without allocating.
+pub(crate) fn write_payload(out: &mut [u8; 100], index: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let ts = now_ns();
+    for i in 0..16 {
+        out[i] = HEX[((ts >> ((15 - i) * 4)) & 0xf) as usize];
+        out[16 + i] = HEX[((index >> ((15 - i) * 4)) & 0xf) as usize];
+    }
+    out[32..].fill(b'x');
+}
+
 /// The (timestamp, index) at the start of a payload.
 pub(crate) fn parse_payload(p: &[u8]) -> Option<(u64, u64)> {
     let ts = std::str::from_utf8(p.get(..16)?).ok()?;
@@ -140,6 +151,9 @@ mod tests {
         assert_eq!(ix, 42);
         assert!(ts >= before && ts <= now_ns());
         assert!(parse_payload(b"short").is_none());
+        let mut buf = [0u8; 100];
+        write_payload(&mut buf, 42);
+        assert_eq!(parse_payload(&buf).map(|(_, ix)| ix), Some(42));
         assert!(parse_payload(&[b'z'; 40]).is_none());
     }
 

@@ -115,43 +115,49 @@ fn store_cursor(c: &Connection, key: &CursorKey, seq: u64) -> Result<()> {
     .map_err(db_err)
 }
 
-/// What a unit's checks found.
-enum Checked {
-    /// A resend: the original, and nothing to write.
-    Resend(Box<Message>),
-    /// Fresh: the conversation's tail before the unit.
-    Fresh(Tail),
-}
-
-/// Everything that can refuse a unit, read before anything is written.
-fn check(c: &Connection, st: &WriterState, unit: &UnitOfWork) -> Result<Checked> {
+/// Everything that can refuse a unit, read before anything is written:
+/// its shape, and a recall's target. Returns the conversation's tail.
+fn check(c: &Connection, st: &WriterState, unit: &UnitOfWork) -> Result<Tail> {
     unit.validate()?;
     let conv = &unit.conversation;
     let tail = match st.tail(conv) {
         Some(t) => t,
         None => load_tail(c, conv)?,
     };
-    if let Some(new) = &unit.append {
-        if let Some(message) = find_client(c, &new.sender, &new.client_msg_id)? {
-            return Ok(Checked::Resend(Box::new(message)));
-        }
-        if let Some(target) = recall_target(&new.content)
-            && (target == 0 || target > tail.max_seq)
-        {
-            return Err(Error::NotFound(format!("message {target} in {conv}")));
-        }
+    if let Some(target) = unit.append.as_ref().and_then(|m| recall_target(&m.content))
+        && (target == 0 || target > tail.max_seq)
+    {
+        return Err(Error::NotFound(format!("message {target} in {conv}")));
     }
-    Ok(Checked::Fresh(tail))
+    Ok(tail)
 }
 
-/// Applies a checked unit inside the writer's transaction. Any error here
-/// is a failed write, not a refusal.
-fn write(
-    c: &Connection,
-    st: &mut WriterState,
-    unit: UnitOfWork,
-    mut tail: Tail,
-) -> Result<Committed> {
+/// What a checked unit's writes came to.
+enum Wrote {
+    /// Everything was written.
+    Fresh(Committed),
+    /// The message was a resend (its insert met the sender's client id);
+    /// nothing was written.
+    Resend(Box<Message>),
+}
+
+/// Whether an insert failed on the `(sender, client_msg_id)` index.
+fn is_client_id_taken(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, Some(msg))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation
+                && msg.contains("client_msg_id")
+    )
+}
+
+/// Applies a checked unit inside the writer's transaction. The message's
+/// insert comes first: if it meets the sender's client id, the unit is a
+/// resend and nothing was written (a failed statement leaves nothing
+/// behind); that spares a lookup per fresh message. Cursor moves are kept
+/// in the writer's memory and written once per job ([`flush_cursors`]).
+/// Any other error here is a failed write, not a refusal.
+fn write(c: &Connection, st: &mut WriterState, unit: UnitOfWork, mut tail: Tail) -> Result<Wrote> {
     let UnitOfWork {
         conversation: conv,
         append,
@@ -160,6 +166,36 @@ fn write(
     } = unit;
     let mut appended = None;
     if let Some(new) = append {
+        let countable = is_user_content(&new.content);
+        let next = Tail {
+            max_seq: tail.max_seq + 1,
+            countable_upto: tail.countable_upto + u64::from(countable),
+        };
+        let inserted = c.exec(
+            "INSERT INTO messages (conversation, seq, id, sender, sender_device, client_msg_id, timestamp_ms, content, recalled, countable, countable_upto)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
+            params![
+                conv.as_str(),
+                i64_of(next.max_seq),
+                new.id.to_string(),
+                new.sender.as_str(),
+                new.sender_device.as_str(),
+                new.client_msg_id,
+                i64_of(new.timestamp_ms),
+                new.content.encode_to_vec(),
+                countable,
+                i64_of(next.countable_upto),
+            ],
+        );
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_client_id_taken(&e) => {
+                let original = find_client(c, &new.sender, &new.client_msg_id)?
+                    .ok_or_else(|| db_err("client id taken by no message"))?;
+                return Ok(Wrote::Resend(Box::new(original)));
+            }
+            Err(e) => return Err(db_err(e)),
+        }
         if let Some(target) = recall_target(&new.content) {
             let empty = pb::Content::default().encode_to_vec();
             c.exec(
@@ -168,28 +204,7 @@ fn write(
             )
             .map_err(db_err)?;
         }
-        let countable = is_user_content(&new.content);
-        tail = Tail {
-            max_seq: tail.max_seq + 1,
-            countable_upto: tail.countable_upto + u64::from(countable),
-        };
-        c.exec(
-            "INSERT INTO messages (conversation, seq, id, sender, sender_device, client_msg_id, timestamp_ms, content, recalled, countable, countable_upto)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10)",
-            params![
-                conv.as_str(),
-                i64_of(tail.max_seq),
-                new.id.to_string(),
-                new.sender.as_str(),
-                new.sender_device.as_str(),
-                new.client_msg_id,
-                i64_of(new.timestamp_ms),
-                new.content.encode_to_vec(),
-                countable,
-                i64_of(tail.countable_upto),
-            ],
-        )
-        .map_err(db_err)?;
+        tail = next;
         appended = Some(Message::from_new(new, tail.max_seq));
         st.set_tail(conv.clone(), tail);
     }
@@ -218,29 +233,40 @@ fn write(
         let was = before.unwrap_or(0);
         let after = was.max(target);
         if after > was {
-            store_cursor(c, &key, after)?;
-        }
-        if before.is_some() || after > was {
+            st.move_cursor(key, after);
+        } else if before.is_some() {
             st.set_cursor(key, after);
         }
         moved.push(Moved { before: was, after });
     }
-    Ok(Committed {
+    Ok(Wrote::Fresh(Committed {
         appended: appended.map(|message| Appended {
             message,
             duplicate: false,
         }),
         moves: moved,
-    })
+    }))
 }
 
-/// Applies a unit: its checks, then its writes. A refusal ends
-/// [`Ended::Done`] with the error as the unit's answer; a failed write ends
-/// [`Ended::Failed`].
+/// Writes the cursors the job moved, each once, at its last value.
+fn flush_cursors(c: &Connection, st: &mut WriterState) -> Result<()> {
+    for (key, seq) in st.take_moved_cursors() {
+        store_cursor(c, &key, seq)?;
+    }
+    Ok(())
+}
+
+/// Applies a unit: its checks, then its writes (cursors still to flush).
+/// A refusal ends [`Ended::Done`] with the error as the unit's answer; a
+/// failed write ends [`Ended::Failed`].
 fn apply(c: &Connection, st: &mut WriterState, unit: UnitOfWork) -> (Ended, Result<Committed>) {
-    match check(c, st, &unit) {
-        Err(e) => (Ended::Done, Err(e)),
-        Ok(Checked::Resend(message)) => (
+    let tail = match check(c, st, &unit) {
+        Ok(t) => t,
+        Err(e) => return (Ended::Done, Err(e)),
+    };
+    match write(c, st, unit, tail) {
+        Ok(Wrote::Fresh(done)) => (Ended::Done, Ok(done)),
+        Ok(Wrote::Resend(message)) => (
             Ended::Done,
             Ok(Committed {
                 appended: Some(Appended {
@@ -250,11 +276,31 @@ fn apply(c: &Connection, st: &mut WriterState, unit: UnitOfWork) -> (Ended, Resu
                 moves: Vec::new(),
             }),
         ),
-        Ok(Checked::Fresh(tail)) => match write(c, st, unit, tail) {
-            Ok(done) => (Ended::Done, Ok(done)),
-            Err(e) => (Ended::Failed, Err(e)),
-        },
+        Err(e) => (Ended::Failed, Err(e)),
     }
+}
+
+/// Runs `units` as one job: each applied in order, then every cursor they
+/// moved written once.
+fn apply_all(
+    c: &Connection,
+    st: &mut WriterState,
+    units: Vec<UnitOfWork>,
+) -> (Ended, Result<Vec<Result<Committed>>>) {
+    let mut out = Vec::with_capacity(units.len());
+    for unit in units {
+        match apply(c, st, unit) {
+            (Ended::Done, r) => out.push(r),
+            (Ended::Failed, r) => {
+                let e = r.err().unwrap_or_else(|| db_err("a write failed"));
+                return (Ended::Failed, Err(e));
+            }
+        }
+    }
+    if let Err(e) = flush_cursors(c, st) {
+        return (Ended::Failed, Err(e));
+    }
+    (Ended::Done, Ok(out))
 }
 
 /// Where `user`'s `device` stands in `conv`, read on one connection.
@@ -321,29 +367,22 @@ impl SqliteConversations {
 #[async_trait]
 impl ConversationStore for SqliteConversations {
     async fn commit(&self, unit: UnitOfWork) -> Result<Committed> {
-        self.db.write_checked(move |c, st| apply(c, st, unit)).await
+        let mut out = self
+            .db
+            .write_checked(move |c, st| apply_all(c, st, vec![unit]))
+            .await?;
+        out.pop()
+            .unwrap_or_else(|| Err(db_err("a unit went unanswered")))
     }
 
     async fn commit_all(&self, units: Vec<UnitOfWork>) -> Vec<Result<Committed>> {
         let n = units.len();
         // One writer job for all of them, in order; each refused on its own.
-        let done = self
+        match self
             .db
-            .write_checked(move |c, st| {
-                let mut out = Vec::with_capacity(units.len());
-                for unit in units {
-                    match apply(c, st, unit) {
-                        (Ended::Done, r) => out.push(r),
-                        (Ended::Failed, Err(e)) => return (Ended::Failed, Err(e)),
-                        (Ended::Failed, Ok(_)) => {
-                            return (Ended::Failed, Err(db_err("a write failed")));
-                        }
-                    }
-                }
-                (Ended::Done, Ok(out))
-            })
-            .await;
-        match done {
+            .write_checked(move |c, st| apply_all(c, st, units))
+            .await
+        {
             Ok(out) => out,
             Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
         }

@@ -146,6 +146,8 @@ pub(crate) enum CursorKey {
 pub(crate) struct WriterState {
     tails: FastMap<ConversationId, Tail>,
     cursors: FastMap<CursorKey, u64>,
+    /// Cursors moved by the running job and not yet written.
+    moved: FastMap<CursorKey, u64>,
     listed: HashSet<(UserId, ConversationId), FastState>,
 }
 
@@ -175,6 +177,18 @@ impl WriterState {
         capped(&mut self.cursors).insert(key, seq);
     }
 
+    /// Moves a cursor in memory; the job writes it at its end
+    /// ([`WriterState::take_moved_cursors`]), once however often it moved.
+    pub(crate) fn move_cursor(&mut self, key: CursorKey, seq: u64) {
+        self.moved.insert(key.clone(), seq);
+        self.set_cursor(key, seq);
+    }
+
+    /// The cursors the running job moved, to write now.
+    pub(crate) fn take_moved_cursors(&mut self) -> Vec<(CursorKey, u64)> {
+        self.moved.drain().collect()
+    }
+
     pub(crate) fn is_listed(&self, user: &UserId, conversation: &ConversationId) -> bool {
         // Borrowed lookup without cloning into a tuple would need a custom
         // key type; the clone is two reference-count increments.
@@ -192,6 +206,7 @@ impl WriterState {
     pub(crate) fn forget(&mut self) {
         self.tails.clear();
         self.cursors.clear();
+        self.moved.clear();
         self.listed.clear();
     }
 }
