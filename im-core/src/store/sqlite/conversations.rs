@@ -132,15 +132,6 @@ fn check(c: &Connection, st: &WriterState, unit: &UnitOfWork) -> Result<Tail> {
     Ok(tail)
 }
 
-/// What a checked unit's writes came to.
-enum Wrote {
-    /// Everything was written.
-    Fresh(Committed),
-    /// The message was a resend (its insert met the sender's client id);
-    /// nothing was written.
-    Resend(Box<Message>),
-}
-
 /// Whether an insert failed on the `(sender, client_msg_id)` index.
 fn is_client_id_taken(e: &rusqlite::Error) -> bool {
     matches!(
@@ -157,7 +148,12 @@ fn is_client_id_taken(e: &rusqlite::Error) -> bool {
 /// behind); that spares a lookup per fresh message. Cursor moves are kept
 /// in the writer's memory and written once per job ([`flush_cursors`]).
 /// Any other error here is a failed write, not a refusal.
-fn write(c: &Connection, st: &mut WriterState, unit: UnitOfWork, mut tail: Tail) -> Result<Wrote> {
+fn write(
+    c: &Connection,
+    st: &mut WriterState,
+    unit: UnitOfWork,
+    mut tail: Tail,
+) -> Result<Committed> {
     let UnitOfWork {
         conversation: conv,
         append,
@@ -192,7 +188,14 @@ fn write(c: &Connection, st: &mut WriterState, unit: UnitOfWork, mut tail: Tail)
             Err(e) if is_client_id_taken(&e) => {
                 let original = find_client(c, &new.sender, &new.client_msg_id)?
                     .ok_or_else(|| db_err("client id taken by no message"))?;
-                return Ok(Wrote::Resend(Box::new(original)));
+                // A resend: nothing was written.
+                return Ok(Committed {
+                    appended: Some(Appended {
+                        message: original,
+                        duplicate: true,
+                    }),
+                    moves: Vec::new(),
+                });
             }
             Err(e) => return Err(db_err(e)),
         }
@@ -239,13 +242,13 @@ fn write(c: &Connection, st: &mut WriterState, unit: UnitOfWork, mut tail: Tail)
         }
         moved.push(Moved { before: was, after });
     }
-    Ok(Wrote::Fresh(Committed {
+    Ok(Committed {
         appended: appended.map(|message| Appended {
             message,
             duplicate: false,
         }),
         moves: moved,
-    }))
+    })
 }
 
 /// Writes the cursors the job moved, each once, at its last value.
@@ -265,17 +268,7 @@ fn apply(c: &Connection, st: &mut WriterState, unit: UnitOfWork) -> (Ended, Resu
         Err(e) => return (Ended::Done, Err(e)),
     };
     match write(c, st, unit, tail) {
-        Ok(Wrote::Fresh(done)) => (Ended::Done, Ok(done)),
-        Ok(Wrote::Resend(message)) => (
-            Ended::Done,
-            Ok(Committed {
-                appended: Some(Appended {
-                    message: *message,
-                    duplicate: true,
-                }),
-                moves: Vec::new(),
-            }),
-        ),
+        Ok(done) => (Ended::Done, Ok(done)),
         Err(e) => (Ended::Failed, Err(e)),
     }
 }
