@@ -21,6 +21,20 @@ fn group_info(g: &Group, member_count: usize) -> pb::GroupInfo {
     }
 }
 
+/// Most users a group event names; `count` says how many there were (a
+/// group of 5,000 would otherwise make its "created" event 60 KB, pushed to
+/// every member).
+pub const EVENT_MAX_NAMED_USERS: usize = 100;
+
+/// The users an event names: the first [`EVENT_MAX_NAMED_USERS`].
+fn named(users: &[UserId]) -> Vec<&str> {
+    users
+        .iter()
+        .take(EVENT_MAX_NAMED_USERS)
+        .map(UserId::as_str)
+        .collect()
+}
+
 fn parse_users(ids: &[String]) -> Result<Vec<UserId>> {
     let mut out: Vec<UserId> = Vec::with_capacity(ids.len());
     for id in ids {
@@ -159,7 +173,7 @@ impl Engine {
                 caller,
                 &group.id,
                 "created",
-                json!({ "by": caller.user.as_str(), "name": group.name, "members": users.iter().map(UserId::as_str).collect::<Vec<_>>() }),
+                json!({ "by": caller.user.as_str(), "name": group.name, "members": named(&users), "count": users.len() }),
                 &users,
                 &users,
             )
@@ -240,7 +254,7 @@ impl Engine {
                     caller,
                     &g,
                     "member_added",
-                    json!({ "by": caller.user.as_str(), "users": added.iter().map(UserId::as_str).collect::<Vec<_>>() }),
+                    json!({ "by": caller.user.as_str(), "users": named(&added), "count": added.len() }),
                     &members,
                     &added,
                 )
@@ -300,7 +314,7 @@ impl Engine {
                     caller,
                     &g,
                     "member_removed",
-                    json!({ "by": caller.user.as_str(), "users": removed.iter().map(UserId::as_str).collect::<Vec<_>>() }),
+                    json!({ "by": caller.user.as_str(), "users": named(&removed), "count": removed.len() }),
                     &before,
                     &[],
                 )
