@@ -22,6 +22,7 @@
 mod batch;
 mod contacts;
 mod groups;
+pub use groups::EVENT_MAX_NAMED_USERS;
 mod receipts;
 mod send;
 mod sync;
