@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Runs every benchmark scenario against imkit, Mosquitto and NATS on this
-# machine and writes BENCHMARKS.md. Servers are pinned to core 0, the load
-# generator to core 1. Loopback only; every step is bounded.
+# Runs every benchmark scenario against imkit and its peers (Mosquitto,
+# NATS, RabbitMQ) on this machine and writes BENCHMARKS.md. Servers are
+# pinned to core 0, the load generator to core 1. Loopback only; every step
+# is bounded.
 #
-#   bench/run.sh            # short mode (about 2 minutes)
-#   bench/run.sh full       # the scenarios at the sizes the issue names
+#   bench/run.sh            # short mode (a few minutes)
+#   bench/run.sh full       # the scenarios at the sizes the issues name
+#
+# BASELINE_SERVER=/path/to/older/imkit-server adds "before" rows for the
+# scenarios a hot-path change touches, in the same run. RabbitMQ is the
+# machine's own (127.0.0.1:5672; AMQP_ADDR and AMQP_PID override): it is
+# pinned to core 0 for the run and unpinned after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-short}"
@@ -17,95 +23,146 @@ FAILED="$OUT/failed-$MODE.txt"
 ulimit -n "$(ulimit -Hn)"
 
 if [ "$MODE" = full ]; then
-  PAIRS=500; SECS=10; IDLE=10000; MEMBERS=5000; RATES="100 500"
+  PAIR_SIZES="50 500"; SECS=10; IDLE=10000; MEMBERS=5000; RATES="100 500"
   NGROUPS=1000; GROUP_RATES=1000,2000,5000,10000,20000; STEP_SECS=5
-  STORM=10000; DRAIN_USERS=1000; DRAIN_MSGS=100
+  STORM=10000; DRAIN_USERS=1000; DRAIN_MSGS=100; BIG=1000000
 else
-  PAIRS=50; SECS=2; IDLE=1000; MEMBERS=500; RATES="100"
+  PAIR_SIZES="50"; SECS=3; IDLE=1000; MEMBERS=500; RATES="100"
   NGROUPS=100; GROUP_RATES=1000,5000; STEP_SECS=2
-  STORM=2000; DRAIN_USERS=200; DRAIN_MSGS=100
+  STORM=2000; DRAIN_USERS=200; DRAIN_MSGS=100; BIG=100000
 fi
 WINDOW=16
+FIXED_RATE=5000
 
 cargo build --release -q -p imkit-server -p imkit-bench
 BENCH="taskset -c 1 target/release/imkit-bench"
 SECRET=bench-secret
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+AMQP_ADDR="${AMQP_ADDR:-127.0.0.1:5672}"
+AMQP_PID="${AMQP_PID:-$(pgrep -f beam.smp | head -1 || true)}"
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "$AMQP_PID" ] && taskset -a -p -c "0-$(($(nproc) - 1))" "$AMQP_PID" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
-# Peers on their own ports, so the machine's services are left alone.
+# Peers on their own ports, so the machine's services are left alone
+# (RabbitMQ excepted: starting one takes long; the machine's is used).
 cat > "$WORK/mosquitto.conf" <<CONF
 listener 18830 127.0.0.1
 allow_anonymous true
 max_queued_messages 100000
 max_inflight_messages 0
+set_tcp_nodelay true
 CONF
 taskset -c 0 mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 & MQTT_PID=$!; PIDS+=("$MQTT_PID")
 taskset -c 0 nats-server -a 127.0.0.1 -p 18422 >"$WORK/nats.log" 2>&1 & NATS_PID=$!; PIDS+=("$NATS_PID")
 wait_port 18830; wait_port 18422
+HAVE_AMQP=""
+if [ -n "$AMQP_PID" ] && (echo >/dev/tcp/127.0.0.1/"${AMQP_ADDR##*:}") 2>/dev/null; then
+  taskset -a -p -c 0 "$AMQP_PID" >/dev/null && HAVE_AMQP=1
+else
+  echo "no RabbitMQ at $AMQP_ADDR: AMQP rows skipped" >&2
+  echo "RabbitMQ: none answered at $AMQP_ADDR" >> "$FAILED"
+fi
 
 IMKIT_PID=""
-start_imkit() {  # args: extra imkit-server flags
+start_imkit() {  # args: server binary, then extra imkit-server flags
+  local bin=$1; shift
   rm -f "$WORK"/imkit.db*
-  taskset -c 0 target/release/imkit-server --tcp 127.0.0.1:18400 --ws 127.0.0.1:18401 --secret "$SECRET" \
+  taskset -c 0 "$bin" --tcp 127.0.0.1:18400 --ws 127.0.0.1:18401 --secret "$SECRET" \
     --rate 1000000 --burst 1000000 --queue-len 4096 --db "$WORK/imkit.db" "$@" >"$WORK/imkit.log" 2>&1 &
   IMKIT_PID=$!; PIDS+=("$IMKIT_PID"); wait_port 18400
 }
 stop_imkit() { kill "$IMKIT_PID" 2>/dev/null || true; wait "$IMKIT_PID" 2>/dev/null || true; }
+NEW=target/release/imkit-server
+SERVERS=("$NEW|")
+if [ -n "${BASELINE_SERVER:-}" ]; then
+  SERVERS+=("$BASELINE_SERVER|before ")
+fi
 run() {
   echo "== $*" >&2
-  if ! timeout 300 $BENCH "$@" --out "$RESULTS" >/dev/null 2>"$OUT/last.err"; then
+  if ! timeout 600 $BENCH "$@" --out "$RESULTS" >/dev/null 2>"$OUT/last.err"; then
     echo "   (failed: $*)" >&2
     echo "$*: $(grep -v '^\s*$' "$OUT/last.err" | tail -1)" >> "$FAILED"
   fi
 }
 
 # 1. Idle footprint.
-start_imkit --store memory
+start_imkit "$NEW" --store memory
 run idle --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --conns "$IDLE"
-stop_imkit; start_imkit --store memory
+stop_imkit; start_imkit "$NEW" --store memory
 run idle --system imkit-ws --addr 127.0.0.1:18401 --pid "$IMKIT_PID" --conns "$IDLE"
 stop_imkit
 run idle --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --conns "$IDLE"
 run idle --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --conns "$IDLE"
 
-# 2. 1:1 reliable.
-for store in "memory" "sqlite --durability full" "sqlite --durability normal"; do
+# 2. 1:1 reliable, closed loop, at each pair count.
+for pairs in $PAIR_SIZES; do
+  for server in "${SERVERS[@]}"; do
+    bin=${server%%|*}; tag=${server#*|}
+    for store in "memory" "sqlite --durability full" "sqlite --durability normal"; do
+      [ -n "$tag" ] && [ "$store" = "sqlite --durability normal" ] && continue
+      # shellcheck disable=SC2086
+      start_imkit "$bin" --store $store
+      run reliable --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --pairs "$pairs" --window "$WINDOW" --secs "$SECS" --label "$tag$store"
+      stop_imkit
+    done
+  done
+  run reliable --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --pairs "$pairs" --window "$WINDOW" --secs "$SECS" --label "QoS 1"
+  [ -n "$HAVE_AMQP" ] && run reliable --system amqp --addr "$AMQP_ADDR" --pid "$AMQP_PID" --pairs "$pairs" --window "$WINDOW" --secs "$SECS" --label "durable, confirms"
+done
+
+# 3. 1:1 at a fixed offered rate: latency to the durable ack and to the receiver.
+for store in "sqlite --durability full" "memory"; do
   # shellcheck disable=SC2086
-  start_imkit --store $store
-  run reliable --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --pairs "$PAIRS" --window "$WINDOW" --secs "$SECS" --label "$store"
+  start_imkit "$NEW" --store $store
+  run rate --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --pairs 50 --rate "$FIXED_RATE" --secs "$SECS" --label "$store"
   stop_imkit
 done
-run reliable --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --pairs "$PAIRS" --window "$WINDOW" --secs "$SECS" --label "QoS 1"
+run rate --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --pairs 50 --rate "$FIXED_RATE" --secs "$SECS" --label "QoS 1"
+[ -n "$HAVE_AMQP" ] && run rate --system amqp --addr "$AMQP_ADDR" --pid "$AMQP_PID" --pairs 50 --rate "$FIXED_RATE" --secs "$SECS" --label "durable, confirms"
 
-# 3. 1:1 fire-and-forget ceiling.
-start_imkit --store memory
-run reliable --fire-and-forget --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --pairs "$PAIRS" --window "$WINDOW" --secs "$SECS" --label memory
+# 4. 1:1 fire-and-forget ceiling.
+start_imkit "$NEW" --store memory
+run reliable --fire-and-forget --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --pairs 500 --window "$WINDOW" --secs "$SECS" --label memory
 stop_imkit
-run reliable --fire-and-forget --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --pairs "$PAIRS" --window "$WINDOW" --secs "$SECS" --label core
+run reliable --fire-and-forget --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --pairs 500 --window "$WINDOW" --secs "$SECS" --label core
 
 # 5. Large group broadcast.
 for rate in $RATES; do
-  start_imkit --store memory
-  run broadcast --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --members "$MEMBERS" --rate "$rate" --secs "$SECS"
-  stop_imkit
+  for server in "${SERVERS[@]}"; do
+    bin=${server%%|*}; tag=${server#*|}
+    start_imkit "$bin" --store memory
+    run broadcast --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --members "$MEMBERS" --rate "$rate" --secs "$SECS"
+    stop_imkit
+    [ -n "$tag" ] && sed -i '$ s/"label":""/"label":"before"/' "$RESULTS"
+  done
   run broadcast --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --members "$MEMBERS" --rate "$rate" --secs "$SECS"
   run broadcast --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --members "$MEMBERS" --rate "$rate" --secs "$SECS"
 done
 
-# 4. Small groups, open-loop rate steps.
-start_imkit --store memory
+# 6. A conversation of many messages against an empty one.
+for store in "sqlite --durability full" "memory"; do
+  # shellcheck disable=SC2086
+  start_imkit "$NEW" --store $store
+  run big-conversation --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --messages "$BIG" --secs "$SECS" --label "$store"
+  stop_imkit
+done
+
+# 7. Small groups, open-loop rate steps.
+start_imkit "$NEW" --store memory
 run small-groups --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --groups "$NGROUPS" --rates "$GROUP_RATES" --secs "$STEP_SECS"
 stop_imkit
 run small-groups --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --groups "$NGROUPS" --rates "$GROUP_RATES" --secs "$STEP_SECS"
 run small-groups --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --groups "$NGROUPS" --rates "$GROUP_RATES" --secs "$STEP_SECS"
 
-# 6. Reconnect storm, then offline drain (NATS core keeps nothing offline).
-start_imkit --store memory
+# 8. Reconnect storm, then offline drain (NATS core keeps nothing offline).
+start_imkit "$NEW" --store memory
 run storm --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --conns "$STORM"
 stop_imkit
 run storm --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --conns "$STORM"
@@ -114,11 +171,13 @@ DRAIN_STORES=("memory")
 [ "$MODE" = full ] && DRAIN_STORES+=("sqlite --durability full")
 for store in "${DRAIN_STORES[@]}"; do
   # shellcheck disable=SC2086
-  start_imkit --store $store
+  start_imkit "$NEW" --store $store
   run drain --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --users "$DRAIN_USERS" --messages "$DRAIN_MSGS" --label "$store"
   stop_imkit
 done
 run drain --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --users "$DRAIN_USERS" --messages "$DRAIN_MSGS"
 
-python3 bench/report.py "$RESULTS" "$MODE" "bench/run.sh $MODE" > BENCHMARKS.md
+BASE_NOTE=""
+[ -n "${BASELINE_SERVER:-}" ] && BASE_NOTE="${BASELINE_DESC:-$BASELINE_SERVER}"
+python3 bench/report.py "$RESULTS" "$MODE" "bench/run.sh $MODE" "$BASE_NOTE" > BENCHMARKS.md
 echo "wrote BENCHMARKS.md from $RESULTS" >&2
