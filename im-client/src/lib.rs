@@ -6,9 +6,17 @@
 //! and read [`Event`]s: messages in order and without duplicates, receipts,
 //! recalls, typing, kicks and connection changes. The client sends
 //! heartbeats and delivered receipts by itself, reconnects with backoff,
-//! resends unacknowledged messages with their original ids, and syncs what
-//! it missed.
+//! resends unacknowledged messages with their original ids, and catches up
+//! by itself: when the server says messages wait (a `SyncNotice`), when a
+//! conversation's start is unknown, and after a quiet spell
+//! ([`ClientOptions::idle_sync`]), it pulls byte-bounded sync pages until
+//! none is left.
+//!
+//! Start with [`Client`]; the catch-up rules are in `catch_up.rs`, the
+//! connection actor in `actor.rs`.
 
+mod actor;
+mod catch_up;
 mod client;
 mod error;
 mod transport;
@@ -46,6 +54,11 @@ pub struct ClientOptions {
     pub retry_delay: Duration,
     /// Delivered receipts are coalesced over this delay (default 10 ms).
     pub ack_delay: Duration,
+    /// The timed pull: after this long with no message from the server,
+    /// the client syncs on its own (default 3 minutes, ±20% jitter; `None`
+    /// turns it off). It recovers a wake-up the server lost (in a cluster,
+    /// the bus between nodes may drop one) within this interval.
+    pub idle_sync: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -60,6 +73,7 @@ impl Default for ClientOptions {
             max_in_flight_sends: 256,
             retry_delay: Duration::from_millis(200),
             ack_delay: Duration::from_millis(10),
+            idle_sync: Some(Duration::from_secs(180)),
         }
     }
 }

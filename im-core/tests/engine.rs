@@ -163,7 +163,13 @@ async fn receipt(w: &World, c: &Caller, conv: &str, kind: pb::ReceiptKind, seq: 
 
 async fn conv_list(w: &World, c: &Caller) -> pb::ConversationListResponse {
     match w
-        .call(c, pb::ConversationListRequest { limit: 0 })
+        .call(
+            c,
+            pb::ConversationListRequest {
+                limit: 0,
+                after: String::new(),
+            },
+        )
         .await
         .expect("list")
     {
@@ -890,7 +896,8 @@ async fn authorization_matrix() {
             w.call(
                 &mallory,
                 pb::GroupMembersRequest {
-                    group_id: g.clone()
+                    group_id: g.clone(),
+                    after: String::new(),
                 }
             )
             .await
@@ -1213,6 +1220,7 @@ async fn group_of_three_with_an_offline_member_recall_and_read_counts() {
             &a,
             pb::GroupMembersRequest {
                 group_id: g.clone(),
+                after: String::new(),
             },
         )
         .await

@@ -137,7 +137,13 @@ async fn engine_runs_on_redis() {
         .collect();
     assert_eq!(seqs, [1, 2, 3]);
     let list = engine
-        .conversations(&bob, pb::ConversationListRequest { limit: 0 })
+        .conversations(
+            &bob,
+            pb::ConversationListRequest {
+                limit: 0,
+                after: String::new(),
+            },
+        )
         .await
         .expect("list");
     assert_eq!(list.total_unread, 3);

@@ -449,10 +449,20 @@ async fn a_million_unread_cost_what_a_few_do() {
         .await
         .expect("login");
     timed("login", t);
+    assert!(
+        login.pushes.is_empty(),
+        "a login pushes nothing of a backlog"
+    );
+    let notice = login.notice.expect("a login with a backlog gets a notice");
+    assert_eq!(notice.reason, pb::SyncReason::Login as i32);
     assert_eq!(
-        login.pushes.len(),
-        EngineConfig::default().sync_default_limit,
-        "a login pushes one page, not the backlog"
+        (
+            notice.conversations[0].max_seq,
+            notice.conversations[0].resume_seq,
+            notice.conversations[0].unread
+        ),
+        (N, 0, N as u32),
+        "the notice says what waits"
     );
 
     let t = Instant::now();

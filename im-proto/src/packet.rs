@@ -50,6 +50,14 @@ macro_rules! packets {
                 self as u16
             }
 
+            /// The kind of an encoded frame (length prefix first), read from
+            /// its header without decoding it; `None` if the frame is too
+            /// short or its type id is not one of the protocol's.
+            pub fn of_frame(frame: &[u8]) -> Option<PacketKind> {
+                let id = frame.get(4..6)?;
+                PacketKind::from_u16(u16::from_be_bytes([id[0], id[1]]))
+            }
+
             /// Whether frames of this kind carry the response flag.
             pub const fn is_response(self) -> bool {
                 match self {
@@ -172,6 +180,8 @@ packets! {
     ConversationList = 0x0024, pb::ConversationListRequest, response: false, sender: Client;
     /// Conversation list.
     ConversationListResponse = 0x0025, pb::ConversationListResponse, response: true, sender: Server;
+    /// Messages wait for this device: pull them with `Sync`.
+    SyncNotice = 0x0026, pb::SyncNotice, response: false, sender: Server;
     /// Create a group.
     GroupCreate = 0x0030, pb::GroupCreateRequest, response: false, sender: Client;
     /// Group created.

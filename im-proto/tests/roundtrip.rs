@@ -111,14 +111,32 @@ fn arb_structured_packet() -> impl Strategy<Value = Packet> {
             })
         }),
         arb_message().prop_map(|m| Packet::MessagePush(pb::MessagePush { message: Some(m) })),
-        proptest::collection::vec(arb_message(), 0..8).prop_map(|messages| {
-            Packet::SyncResponse(pb::SyncResponse {
-                conversations: vec![pb::ConversationMessages {
+        (
+            proptest::collection::vec(arb_message(), 0..8),
+            any::<bool>()
+        )
+            .prop_map(|(messages, more)| {
+                Packet::SyncResponse(pb::SyncResponse {
+                    conversations: vec![pb::ConversationMessages {
+                        conversation_id: "d:a:b".into(),
+                        max_seq: messages.len() as u64,
+                        messages,
+                        has_more: more,
+                    }],
+                    more,
+                })
+            }),
+        (0u64..1_000_000, any::<bool>()).prop_map(|(seq, more)| {
+            Packet::SyncNotice(pb::SyncNotice {
+                reason: pb::SyncReason::Behind as i32,
+                conversations: vec![pb::ConversationPosition {
                     conversation_id: "d:a:b".into(),
-                    max_seq: messages.len() as u64,
-                    messages,
-                    has_more: false,
+                    max_seq: seq + 3,
+                    resume_seq: seq,
+                    read_seq: seq,
+                    unread: 3,
                 }],
+                more,
             })
         }),
         (any::<u32>(), ".{0,64}")
@@ -312,6 +330,20 @@ fn kinds_are_consistent() {
     for kind in PacketKind::ALL {
         assert_eq!(PacketKind::from_u16(kind.id()), Some(*kind));
     }
+}
+
+#[test]
+fn an_encoded_frame_names_its_kind() {
+    let push = Packet::SyncNotice(imkit_proto::pb::SyncNotice::default());
+    let bytes = push
+        .to_frame(PacketId::new())
+        .to_bytes(usize::MAX)
+        .expect("encodes");
+    assert_eq!(PacketKind::of_frame(&bytes), Some(PacketKind::SyncNotice));
+    assert_eq!(PacketKind::of_frame(&bytes[..5]), None, "too short");
+    let mut unknown = bytes.to_vec();
+    unknown[4..6].copy_from_slice(&0xFFEEu16.to_be_bytes());
+    assert_eq!(PacketKind::of_frame(&unknown), None);
 }
 
 #[test]

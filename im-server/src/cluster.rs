@@ -5,8 +5,10 @@
 //! a device connected elsewhere publishes the encoded frame (once per
 //! destination node) on that node's channel; the receiving node puts it in
 //! the connection's queue. Pub/sub only *wakes*: the message is already in
-//! the shared store, so a lost wake-up costs latency, not data (the
-//! client's seq-gap check and sync fetch it).
+//! the shared store, so a lost wake-up costs latency, not data: the
+//! client's seq-gap check and sync fetch it, a node that resubscribes asks
+//! its connections to sync (`SyncNotice { CHECK }`), and the SDK pulls on
+//! its own after a quiet spell.
 //!
 //! Each node also refreshes a liveness key (`p:alive:{node}`, TTL
 //! [`ClusterOptions::liveness_ttl`], default 5 s). Presence lookups ignore
@@ -121,10 +123,14 @@ impl RedisCluster {
         }
     }
 
+    /// Receives this node's channel until the stream fails or `shutdown`.
+    /// Once subscribed again after a failure (`recovering`), every local
+    /// connection is asked to sync: wake-ups published meanwhile are lost.
     async fn subscribe(
         &self,
         local: &LocalNode,
         shutdown: &CancellationToken,
+        recovering: bool,
     ) -> Result<(), String> {
         let mut pubsub = self
             .client
@@ -136,6 +142,10 @@ impl RedisCluster {
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(node = %self.node, "cluster bus subscribed");
+        if recovering {
+            let asked = local.check_all();
+            tracing::info!(asked, "asked local connections to sync after the bus gap");
+        }
         let mut messages = pubsub.on_message();
         loop {
             let msg = tokio::select! {
@@ -182,10 +192,12 @@ impl ClusterBus for RedisCluster {
         let beats = self.heartbeats(shutdown.clone());
         let subscriber = async {
             let mut backoff = Duration::from_millis(100);
+            let mut recovering = false;
             while !shutdown.is_cancelled() {
-                match self.subscribe(&local, &shutdown).await {
+                match self.subscribe(&local, &shutdown, recovering).await {
                     Ok(()) => return,
                     Err(e) => {
+                        recovering = true;
                         tracing::warn!(error = %e, "cluster subscription lost; resubscribing");
                         tokio::select! {
                             _ = shutdown.cancelled() => return,

@@ -24,14 +24,25 @@ pub struct Limits {
     pub rate_per_second: u32,
     /// Requests one connection may make in a burst (default 1,000).
     pub rate_burst: u32,
-    /// Frames queued for one connection's writer (default 1,024). A push
-    /// that finds the queue full closes the connection as a slow consumer;
-    /// the device catches up from its delivered cursor when it returns.
+    /// Frames queued for one connection's writer (default 1,024).
     pub queue_len: usize,
+    /// Bytes queued for one connection's writer (default 512 KiB). A reply
+    /// waits for room, and its session reads nothing meanwhile, so a client
+    /// that does not read its socket cannot make replies pile up. With the
+    /// read buffer and one reply being built, this bounds a connection's
+    /// memory at about 1 MiB whatever the client does.
+    pub queue_bytes: usize,
+    /// Live message pushes stop while more than this many bytes wait in a
+    /// connection's queue (default 256 KiB): the device is sent one
+    /// `SyncNotice { BEHIND }` and pulls what it missed with `Sync`, which
+    /// resumes its pushes. See docs/protocol.md, "Catching up".
+    pub live_push_bytes: usize,
     /// Most bytes the writer coalesces into one write (default 64 KiB).
     pub write_batch_bytes: usize,
-    /// How long a write to a client, or a reply waiting for queue space,
-    /// may take before the connection is closed (default 10 s).
+    /// How long a write to a client may stall before the connection is
+    /// kicked as a slow consumer (default 10 s). The `Kicked` frame is
+    /// queued, and the writer gets as long again to flush it before the
+    /// connection closes.
     pub write_timeout: Duration,
     /// How long a graceful shutdown waits for connections to flush
     /// (default 5 s).
@@ -54,6 +65,8 @@ impl Default for Limits {
             rate_per_second: 500,
             rate_burst: 1_000,
             queue_len: 1_024,
+            queue_bytes: 512 * 1024,
+            live_push_bytes: 256 * 1024,
             write_batch_bytes: 64 * 1024,
             write_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
@@ -74,6 +87,9 @@ impl Limits {
         }
         if self.max_connections == 0 || self.queue_len == 0 {
             return bad("max_connections and queue_len must be positive");
+        }
+        if self.queue_bytes == 0 || self.live_push_bytes > self.queue_bytes {
+            return bad("queue_bytes must be positive and at least live_push_bytes");
         }
         if self.rate_per_second == 0 || self.rate_burst == 0 {
             return bad("rate_per_second and rate_burst must be positive");

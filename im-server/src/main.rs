@@ -96,6 +96,13 @@ struct RunArgs {
     /// Frames queued per connection [default: 1024].
     #[arg(long)]
     queue_len: Option<usize>,
+    /// Bytes queued per connection [default: 524288].
+    #[arg(long)]
+    queue_bytes: Option<usize>,
+    /// Queued bytes past which live message pushes pause until the device
+    /// syncs [default: 262144].
+    #[arg(long)]
+    live_push_bytes: Option<usize>,
     /// Recall window in seconds [default: 120].
     #[arg(long)]
     recall_window_secs: Option<u64>,
@@ -161,6 +168,8 @@ struct FileConfig {
     rate: Option<u32>,
     burst: Option<u32>,
     queue_len: Option<usize>,
+    queue_bytes: Option<usize>,
+    live_push_bytes: Option<usize>,
     recall_window_secs: Option<u64>,
     redis_url: Option<String>,
     redis_namespace: Option<String>,
@@ -268,6 +277,14 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
             .queue_len
             .or(file.queue_len)
             .unwrap_or(defaults.queue_len),
+        queue_bytes: args
+            .queue_bytes
+            .or(file.queue_bytes)
+            .unwrap_or(defaults.queue_bytes),
+        live_push_bytes: args
+            .live_push_bytes
+            .or(file.live_push_bytes)
+            .unwrap_or(defaults.live_push_bytes),
         ..defaults
     };
     let engine_defaults = EngineConfig::default();

@@ -16,18 +16,22 @@ use crate::outbox::Outbox;
 
 const SHARDS: usize = 64;
 
-/// A way to reach one connection: its outbound queue and its kick switch.
+/// A way to reach one connection: its outbound queue, its kick switch and
+/// whether its live message pushes are paused.
 #[derive(Clone, Debug)]
 pub struct ConnHandle {
     /// Unique per server process.
     pub id: u64,
     /// The writer's queue of encoded frames.
     pub(crate) outbox: Arc<Outbox>,
-    kick: Arc<Kick>,
+    state: Arc<ConnState>,
 }
 
 #[derive(Debug, Default)]
-struct Kick {
+struct ConnState {
+    /// Live message pushes are paused until the device syncs: its queue
+    /// passed the live-push limit (see [`crate::router`]).
+    behind: AtomicBool,
     /// Set once; a flag and a `Notify` rather than a cancellation token,
     /// which allocates a tree node per connection.
     kicked: AtomicBool,
@@ -49,19 +53,19 @@ impl ConnHandle {
         ConnHandle {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             outbox,
-            kick: Arc::default(),
+            state: Arc::default(),
         }
     }
 
     /// Asks the connection to close with a reason. The first reason wins.
     pub fn kick(&self, reason: KickReason, message: impl Into<String>) {
-        let mut r = self.kick.reason.lock();
+        let mut r = self.state.reason.lock();
         if r.is_none() {
             *r = Some((reason, message.into()));
         }
         drop(r);
-        self.kick.kicked.store(true, Ordering::Release);
-        self.kick.wake.notify_waiters();
+        self.state.kicked.store(true, Ordering::Release);
+        self.state.wake.notify_waiters();
     }
 
     /// Resolves when the connection has been kicked.
@@ -69,8 +73,8 @@ impl ConnHandle {
         loop {
             // Created before the check: `notify_waiters` reaches a
             // `Notified` from the moment it exists, so no kick is missed.
-            let woken = self.kick.wake.notified();
-            if self.kick.kicked.load(Ordering::Acquire) {
+            let woken = self.state.wake.notified();
+            if self.state.kicked.load(Ordering::Acquire) {
                 return;
             }
             woken.await;
@@ -79,18 +83,40 @@ impl ConnHandle {
 
     /// Records the id of the token this connection logged in with.
     pub fn set_token_id(&self, token_id: &str) {
-        *self.kick.login_token.lock() = parse_token_id(token_id);
+        *self.state.login_token.lock() = parse_token_id(token_id);
     }
 
     /// Whether this connection logged in with the token of this id.
     pub fn logged_in_with(&self, token_id: &str) -> bool {
-        let mine = *self.kick.login_token.lock();
+        let mine = *self.state.login_token.lock();
         mine.is_some() && mine == parse_token_id(token_id)
+    }
+
+    /// Pauses live message pushes; returns `true` if they were flowing (the
+    /// caller then tells the device, once).
+    pub(crate) fn fall_behind(&self) -> bool {
+        !self.state.behind.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether live message pushes are paused.
+    pub(crate) fn is_behind(&self) -> bool {
+        self.state.behind.load(Ordering::Acquire)
+    }
+
+    /// Resumes live message pushes: the device is syncing, and the sync
+    /// reads everything stored before this point.
+    pub(crate) fn catch_up(&self) {
+        self.state.behind.store(false, Ordering::Release);
+    }
+
+    /// Whether the connection has been kicked.
+    pub(crate) fn is_kicked(&self) -> bool {
+        self.state.kicked.load(Ordering::Acquire)
     }
 
     /// Why the connection was kicked, if it was.
     pub fn kick_reason(&self) -> Option<(KickReason, String)> {
-        self.kick.reason.lock().clone()
+        self.state.reason.lock().clone()
     }
 }
 

@@ -8,6 +8,19 @@
 //! other nodes go to the cluster bus, one hand-off per node. A device that
 //! cannot be reached loses nothing: the message is stored, and the device
 //! catches up from its delivered cursor when it next syncs or logs in.
+//!
+//! Live message pushes are paced by the receiver: while more than
+//! [`Limits::live_push_bytes`] wait in a connection's queue, message pushes
+//! to it stop and it gets one `SyncNotice { BEHIND }`; it pulls what it
+//! missed with `Sync`, which resumes them ([`ConnHandle::catch_up`]). So a
+//! device that reads slowly is never kicked for it, and its queue never
+//! holds more than the limit in pushes. Typing signals are dropped
+//! meanwhile; other pushes (receipts, contact events, notifications) are
+//! queued within the queue's whole bound, and a connection whose queue is
+//! full even for those is kicked as a slow consumer.
+//!
+//! [`Limits::live_push_bytes`]: crate::Limits::live_push_bytes
+//! [`ConnHandle::catch_up`]: crate::registry::ConnHandle
 
 use std::cell::Cell;
 use std::future::Future;
@@ -17,10 +30,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use imkit_core::model::{DeviceId, NodeId, UserId};
 use imkit_core::{Engine, Outcome, Push, Target};
-use imkit_proto::pb::KickReason;
+use imkit_proto::pb::{KickReason, SyncNotice, SyncReason};
+use imkit_proto::{Packet, PacketId, PacketKind};
 
+use crate::config::Limits;
 use crate::outbox::PushError;
-use crate::registry::Registry;
+use crate::registry::{ConnHandle, Registry};
 
 /// Deliveries a task may queue for other connections before it yields to
 /// let their writers run. Small enough that one message to a large group,
@@ -99,6 +114,22 @@ impl LocalNode {
         self.router.deliver_local(targets, &frame)
     }
 
+    /// Asks every local connection to sync (`SyncNotice { CHECK }`): the
+    /// bus may have lost wake-ups for them, while it was disconnected.
+    /// Returns how many were asked.
+    pub fn check_all(&self) -> usize {
+        let Some(bytes) = bare_notice(SyncReason::Check) else {
+            return 0;
+        };
+        let mut n = 0;
+        for conn in self.registry.all() {
+            if conn.outbox.push_control(bytes.clone()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Kicks a local device's connection; returns whether it was here.
     pub fn kick(&self, user: &UserId, device: &DeviceId, reason: KickReason) -> bool {
         crate::session::kick_local(&self.registry, user, device, reason)
@@ -118,6 +149,7 @@ pub struct Router {
     registry: Arc<Registry>,
     bus: Option<Arc<dyn ClusterBus>>,
     max_outbound_frame: usize,
+    live_push_bytes: usize,
 }
 
 impl std::fmt::Debug for Router {
@@ -129,18 +161,19 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    /// A router for this node.
+    /// A router for this node, pushing within `limits`.
     pub fn new(
         engine: Engine,
         registry: Arc<Registry>,
         bus: Option<Arc<dyn ClusterBus>>,
-        max_outbound_frame: usize,
+        limits: &Limits,
     ) -> Self {
         Router {
             engine,
             registry,
             bus,
-            max_outbound_frame,
+            max_outbound_frame: limits.max_outbound_frame,
+            live_push_bytes: limits.live_push_bytes,
         }
     }
 
@@ -246,10 +279,10 @@ impl Router {
 
     /// Queues encoded bytes for local connections, without waiting: a
     /// user's devices are found in one registry lookup (consecutive targets
-    /// of one user share it). A connection whose queue is full is closed as
-    /// a slow consumer; it catches up from its cursors when it returns.
-    /// Returns how many connections took the frame.
+    /// of one user share it). Message pushes are paced (see the module
+    /// docs). Returns how many connections took the frame.
     pub(crate) fn deliver_local(&self, targets: &[Target], bytes: &Bytes) -> usize {
+        let kind = PacketKind::of_frame(bytes);
         let mut queued = 0;
         let mut rest = targets;
         while let Some(first) = rest.first() {
@@ -257,19 +290,73 @@ impl Router {
             let (mine, later) = rest.split_at(same_user);
             rest = later;
             self.registry.with_devices(&first.user, |device, conn| {
-                if !mine.iter().any(|t| &t.device == device) {
-                    return;
-                }
-                match conn.outbox.try_push(bytes.clone()) {
-                    Ok(()) => queued += 1,
-                    Err(PushError::Full(_)) => {
-                        tracing::warn!(user = %first.user, %device, "slow consumer: queue full, closing");
-                        conn.kick(KickReason::SlowConsumer, "outbound queue full");
-                    }
-                    Err(PushError::Closed) => {}
+                if mine.iter().any(|t| &t.device == device) && self.push(conn, kind, bytes) {
+                    queued += 1;
                 }
             });
         }
         queued
+    }
+
+    /// Queues one push for one connection; returns whether it was queued.
+    fn push(&self, conn: &ConnHandle, kind: Option<PacketKind>, bytes: &Bytes) -> bool {
+        let outbox = &conn.outbox;
+        let result = match kind {
+            Some(PacketKind::MessagePush) => {
+                if conn.is_behind() {
+                    return false;
+                }
+                outbox.try_push_under(bytes.clone(), self.live_push_bytes)
+            }
+            Some(PacketKind::Typing) => {
+                // Ephemeral: a device that is behind does not need it.
+                return !conn.is_behind()
+                    && outbox
+                        .try_push_under(bytes.clone(), self.live_push_bytes)
+                        .is_ok();
+            }
+            _ => outbox.try_push(bytes.clone()),
+        };
+        match result {
+            Ok(()) => true,
+            Err(PushError::Full(_)) if kind == Some(PacketKind::MessagePush) => {
+                if conn.fall_behind() {
+                    tell_behind(conn);
+                }
+                false
+            }
+            Err(PushError::Full(_)) => {
+                tracing::warn!(conn = conn.id, ?kind, "slow consumer: queue full, kicking");
+                conn.kick(KickReason::SlowConsumer, "outbound queue full");
+                false
+            }
+            Err(PushError::Closed) => false,
+        }
+    }
+}
+
+/// Tells a device its message pushes are paused until it syncs.
+fn tell_behind(conn: &ConnHandle) {
+    if let Some(bytes) = bare_notice(SyncReason::Behind) {
+        // Past the bounds: the queue keeps room for control frames.
+        let _ = conn.outbox.push_control(bytes);
+    }
+}
+
+/// A [`SyncNotice`] that lists no conversations (finding them needs the
+/// store, and the paths that send it never wait): the device's `Sync` finds
+/// them.
+fn bare_notice(reason: SyncReason) -> Option<Bytes> {
+    let notice = Packet::SyncNotice(SyncNotice {
+        reason: reason as i32,
+        conversations: Vec::new(),
+        more: true,
+    });
+    match notice.to_frame(PacketId::new()).to_bytes(usize::MAX) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a sync notice");
+            None
+        }
     }
 }

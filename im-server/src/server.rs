@@ -175,7 +175,7 @@ impl ServerBuilder {
             engine.clone(),
             registry.clone(),
             self.bus.clone(),
-            self.limits.max_outbound_frame,
+            &self.limits,
         );
         let shared = Arc::new(Shared {
             engine,
@@ -372,6 +372,53 @@ impl ServerHandle {
             }
         }
         Ok(n)
+    }
+
+    /// Asks a user's connected devices (or only `device`), on every node,
+    /// to sync now: each gets a `SyncNotice { CHECK }` naming the
+    /// conversations where it is behind. For a back end that changed what
+    /// a device is owed, or suspects a lost wake-up. Returns how many
+    /// devices were asked.
+    pub async fn request_sync(
+        &self,
+        user: &imkit_core::model::UserId,
+        device: Option<&imkit_core::model::DeviceId>,
+    ) -> Result<usize, ServerError> {
+        let engine = &self.shared.engine;
+        let mut pushes = Vec::new();
+        for loc in engine.stores().presence.locate(user).await? {
+            if device.is_some_and(|want| *want != loc.device) {
+                continue;
+            }
+            let notice = engine
+                .sync_notice(user, &loc.device, imkit_proto::pb::SyncReason::Check)
+                .await?;
+            pushes.push(imkit_core::Push {
+                packet: imkit_proto::Packet::SyncNotice(notice),
+                packet_id: imkit_proto::PacketId::new(),
+                targets: vec![imkit_core::Target {
+                    user: user.clone(),
+                    device: loc.device,
+                    node: loc.node,
+                }],
+            });
+        }
+        let asked = pushes.len();
+        self.shared.router.deliver_all(pushes).await;
+        Ok(asked)
+    }
+
+    /// The most bytes ever queued at once for a device's connection on this
+    /// node (for tests and diagnostics), if it is connected here.
+    pub fn peak_queued_bytes(
+        &self,
+        user: &imkit_core::model::UserId,
+        device: &imkit_core::model::DeviceId,
+    ) -> Option<usize> {
+        self.shared
+            .registry
+            .get(user, device)
+            .map(|h| h.outbox.peak_bytes())
     }
 
     /// Kicks a user's device off this node; returns whether it was here.

@@ -60,10 +60,11 @@ pub(crate) async fn run(
     peer: String,
 ) {
     let limits = &shared.limits;
-    let outbox = Arc::new(Outbox::new(limits.queue_len));
+    let outbox = Arc::new(Outbox::new(limits.queue_len, limits.queue_bytes));
+    let handle = ConnHandle::new(outbox.clone());
     let writer = tokio::spawn(write_loop(
         writer,
-        outbox.clone(),
+        handle.clone(),
         limits.write_batch_bytes,
         limits.write_timeout,
     ));
@@ -72,7 +73,7 @@ pub(crate) async fn run(
             .allow_burst(NonZeroU32::new(limits.rate_burst).unwrap_or(NonZeroU32::MIN));
     let mut session = Session {
         shared,
-        handle: ConnHandle::new(outbox.clone()),
+        handle,
         caller: None,
         limiter: RateLimiter::direct(quota),
         peer,
@@ -87,12 +88,17 @@ pub(crate) async fn run(
     let _ = writer.await;
 }
 
+/// Writes what the connection's queue holds, in batches. A write that
+/// stalls for `write_timeout` (the client is not reading) kicks the
+/// connection as a slow consumer; its session queues the `Kicked` frame and
+/// closes the queue, and the writer gets as long again to flush it.
 pub(crate) async fn write_loop(
     mut w: FrameWriter,
-    outbox: Arc<Outbox>,
+    conn: ConnHandle,
     max_batch: usize,
     write_timeout: Duration,
 ) {
+    let outbox = &conn.outbox;
     let mut batch: Vec<Bytes> = Vec::new();
     while outbox.pop_batch(&mut batch, max_batch).await {
         // What the socket takes at once (the usual case) is written without
@@ -100,27 +106,24 @@ pub(crate) async fn write_loop(
         // idle writer holds only its wait for frames.
         let mut written = Written::default();
         let outcome = match w.try_write_batch(&batch, &mut written) {
-            Ok(true) => Ok(Ok(())),
+            Ok(true) => Ok(()),
             Ok(false) => {
-                Box::pin(tokio::time::timeout(
+                Box::pin(write_stalled(
+                    &mut w,
+                    &conn,
+                    &batch,
+                    &mut written,
                     write_timeout,
-                    w.write_rest(&batch, &mut written),
                 ))
                 .await
             }
-            Err(e) => Ok(Err(e)),
+            Err(e) => Err(e.to_string()),
         };
-        match outcome {
-            Ok(Ok(())) => batch.clear(),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "write failed");
-                break;
-            }
-            Err(_) => {
-                tracing::debug!("write timed out");
-                break;
-            }
+        if let Err(why) = outcome {
+            tracing::debug!(conn = conn.id, why, "writer stops");
+            break;
         }
+        batch.clear();
         if batch.capacity() > 64 {
             // A burst's batch is not kept by an idle connection.
             batch = Vec::new();
@@ -129,6 +132,30 @@ pub(crate) async fn write_loop(
     // Later pushes are refused; the device catches up from its cursors.
     outbox.abandon();
     w.close().await;
+}
+
+/// Finishes writing a batch the socket did not take at once, within the
+/// write timeout; a first stall kicks the connection and allows one more.
+async fn write_stalled(
+    w: &mut FrameWriter,
+    conn: &ConnHandle,
+    batch: &[Bytes],
+    written: &mut Written,
+    write_timeout: Duration,
+) -> Result<(), String> {
+    loop {
+        match tokio::time::timeout(write_timeout, w.write_rest(batch, written)).await {
+            Ok(result) => return result.map_err(|e| e.to_string()),
+            Err(_) if conn.is_kicked() => return Err("write timed out after the kick".into()),
+            Err(_) => {
+                tracing::debug!(conn = conn.id, "slow consumer: writes stalled");
+                conn.kick(
+                    KickReason::SlowConsumer,
+                    kick_message(KickReason::SlowConsumer),
+                );
+            }
+        }
+    }
 }
 
 impl Session {
@@ -201,17 +228,24 @@ impl Session {
     }
 
     /// Handles `first` and every frame the client pipelined behind it (up
-    /// to [`MAX_PIPELINED`]): requests the engine handles go to it
-    /// together ([`Router::exec_many`]), so a connection's back-to-back
-    /// sends and receipts share a store commit; anything else in between
-    /// is handled on its own, in order.
+    /// to [`MAX_PIPELINED`]): sends, receipts and typing signals go to the
+    /// engine together ([`Router::exec_many`]), so a connection's
+    /// back-to-back sends and receipts share a store commit; anything else
+    /// in between is handled on its own, in order, so only one large reply
+    /// (a sync or history page) is built at a time.
     async fn on_frames(&mut self, first: Frame, reader: &mut FrameReader) -> Flow {
         let mut run: Vec<(PacketId, Packet)> = Vec::new();
         let mut next = Some(first);
         let mut taken = 1;
         while let Some(frame) = next.take() {
             match self.engine_request(&frame) {
-                Some(packet) => run.push((frame.header.packet_id, packet)),
+                Some(packet) if batched(&packet) => run.push((frame.header.packet_id, packet)),
+                Some(packet) => {
+                    // Its reply may be large: it is built, and queued, alone.
+                    self.run_requests(std::mem::take(&mut run)).await;
+                    self.run_requests(vec![(frame.header.packet_id, packet)])
+                        .await;
+                }
                 None => {
                     self.run_requests(std::mem::take(&mut run)).await;
                     if let Flow::Close = self.on_frame(frame).await {
@@ -252,6 +286,11 @@ impl Session {
         };
         if run.is_empty() {
             return;
+        }
+        if run.iter().any(|(_, p)| matches!(p, Packet::Sync(_))) {
+            // The sync reads everything stored from here on: pushes paused
+            // for this device may flow again.
+            self.handle.catch_up();
         }
         let (ids, packets): (Vec<(PacketId, bool)>, Vec<Packet>) = run
             .into_iter()
@@ -409,12 +448,19 @@ impl Session {
         };
         self.caller = Some(Caller { user, device });
         self.send(Packet::LoginResponse(resp), id).await;
-        self.shared.router.deliver_all(outcome.pushes).await;
+        match outcome.notice {
+            // More waits than is pushed at login: the device pulls it.
+            Some(notice) => self.send(Packet::SyncNotice(notice), PacketId::new()).await,
+            None => {
+                self.shared.router.deliver_all(outcome.pushes).await;
+            }
+        }
         Flow::Continue
     }
 
-    /// Queues a reply. If the queue stays full past the write timeout the
-    /// client is not reading; the session ends as a slow consumer.
+    /// Queues a reply, waiting for room: meanwhile this session reads
+    /// nothing, so a client that does not read cannot pile up replies. A
+    /// writer that stalls kicks the connection, which ends the wait.
     async fn send(&self, packet: Packet, id: PacketId) {
         let bytes = match packet
             .to_frame(id)
@@ -431,13 +477,9 @@ impl Session {
                 }
             }
         };
-        let timeout = self.shared.limits.write_timeout;
-        if tokio::time::timeout(timeout, self.handle.outbox.push(bytes))
-            .await
-            .is_err()
-        {
-            self.handle
-                .kick(KickReason::SlowConsumer, "outbound queue full");
+        tokio::select! {
+            _ = self.handle.outbox.push(bytes) => {}
+            _ = self.handle.kicked() => {}
         }
     }
 
@@ -454,7 +496,8 @@ impl Session {
             message,
         });
         if let Ok(bytes) = packet.to_frame(PacketId::new()).to_bytes(usize::MAX) {
-            let _ = self.handle.outbox.try_push(bytes);
+            // Past the queue's bounds: room is kept for it.
+            let _ = self.handle.outbox.push_control(bytes);
         }
     }
 
@@ -471,6 +514,15 @@ impl Session {
         }
         tracing::debug!(%user, %device, "session ended");
     }
+}
+
+/// Whether a request goes to the engine together with its neighbours:
+/// those whose answers are small and whose stores commit together.
+fn batched(packet: &Packet) -> bool {
+    matches!(
+        packet,
+        Packet::Send(_) | Packet::Receipt(_) | Packet::Typing(_)
+    )
 }
 
 /// Kicks every local connection of `user` that logged in with the token

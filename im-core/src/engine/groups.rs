@@ -412,7 +412,8 @@ impl Engine {
         Ok(Outcome::new(pb::GroupSetRoleResponse {}, vec![push]))
     }
 
-    /// A group's profile and members (members only).
+    /// A group's profile and a page of its members, in join order
+    /// (members only).
     pub async fn group_members(
         &self,
         caller: &Caller,
@@ -421,21 +422,29 @@ impl Engine {
         let g = GroupId::parse(&req.group_id)?;
         let (group, _) = self.membership(caller, &g).await?;
         let members = self.inner.stores.groups.members(&g).await?;
+        let info = group_info(&group, members.len());
+        let all: Vec<pb::GroupMember> = members
+            .iter()
+            .map(|m| pb::GroupMember {
+                user_id: m.user.to_string(),
+                role: m.role.to_pb() as i32,
+                joined_ms: m.joined_ms,
+            })
+            .collect();
+        let (members, next) = self.page_of(all, &req.after)?;
         Ok(pb::GroupMembersResponse {
-            group: Some(group_info(&group, members.len())),
-            members: members
-                .iter()
-                .map(|m| pb::GroupMember {
-                    user_id: m.user.to_string(),
-                    role: m.role.to_pb() as i32,
-                    joined_ms: m.joined_ms,
-                })
-                .collect(),
+            group: Some(info),
+            members,
+            next,
         })
     }
 
-    /// The caller's groups.
-    pub async fn group_list(&self, caller: &Caller) -> Result<pb::GroupListResponse> {
+    /// A page of the caller's groups.
+    pub async fn group_list(
+        &self,
+        caller: &Caller,
+        req: pb::GroupListRequest,
+    ) -> Result<pb::GroupListResponse> {
         let s = &self.inner.stores;
         let mut groups = Vec::new();
         for g in s.groups.groups_of(&caller.user).await? {
@@ -444,6 +453,7 @@ impl Engine {
                 groups.push(group_info(&group, count));
             }
         }
-        Ok(pb::GroupListResponse { groups })
+        let (groups, next) = self.page_of(groups, &req.after)?;
+        Ok(pb::GroupListResponse { groups, next })
     }
 }

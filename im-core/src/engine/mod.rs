@@ -50,7 +50,7 @@ pub struct EngineConfig {
     /// Longest file name, in bytes (default 255).
     pub max_file_name_bytes: usize,
     /// Messages per conversation in a sync answer when the client names no
-    /// limit (default 100), and pushed per conversation at login.
+    /// limit (default 100).
     pub sync_default_limit: usize,
     /// Cap on a client's sync limit (default 500).
     pub sync_max_limit: usize,
@@ -60,9 +60,19 @@ pub struct EngineConfig {
     pub history_max_limit: usize,
     /// Most members a group may have (default 10,000).
     pub max_group_members: usize,
-    /// Most conversations whose missed messages are pushed at login
-    /// (default 1,000); the rest arrive through sync.
-    pub login_drain_limit: usize,
+    /// Most bytes of one reply that lists messages, conversations or
+    /// members (Sync, History, the conversation list, group members, group
+    /// list; default 256 KiB). What does not fit is paged with a
+    /// continuation, never refused; a single message larger than this still
+    /// goes out alone.
+    pub max_reply_bytes: usize,
+    /// Most messages pushed at login (default 100, in all conversations).
+    /// A device owed more gets a [`pb::SyncNotice`] instead and pulls what
+    /// waits with Sync, a page at a time.
+    pub login_push_max: u64,
+    /// Most conversations a [`pb::SyncNotice`] lists (default 100; fewer if
+    /// they do not fit in 64 KiB).
+    pub notice_max_conversations: usize,
     /// Source of time.
     pub clock: Clock,
 }
@@ -80,7 +90,9 @@ impl Default for EngineConfig {
             history_default_limit: 50,
             history_max_limit: 500,
             max_group_members: 10_000,
-            login_drain_limit: 1_000,
+            max_reply_bytes: 256 * 1024,
+            login_push_max: 100,
+            notice_max_conversations: 100,
             clock: Clock::system(),
         }
     }
@@ -170,8 +182,13 @@ pub struct LoginOutcome {
     pub replaced: Option<NodeId>,
     /// Whether this device logged in for the first time.
     pub new_device: bool,
-    /// Messages the device missed while offline.
+    /// What the device missed while offline, when it is a few messages
+    /// (at most [`EngineConfig::login_push_max`]): pushed after the login
+    /// answer.
     pub pushes: Vec<Push>,
+    /// When more waits: the notice to send after the login answer; the
+    /// device pulls with Sync.
+    pub notice: Option<pb::SyncNotice>,
 }
 
 /// The messaging engine. Cheap to clone.
@@ -268,7 +285,9 @@ impl Engine {
             P::GroupMembers(r) => Outcome::reply(P::GroupMembersResponse(
                 self.group_members(caller, r).await?,
             )),
-            P::GroupList(_) => Outcome::reply(P::GroupListResponse(self.group_list(caller).await?)),
+            P::GroupList(r) => {
+                Outcome::reply(P::GroupListResponse(self.group_list(caller, r).await?))
+            }
             P::GroupSetRole(r) => self
                 .group_set_role(caller, r)
                 .await?
@@ -301,13 +320,14 @@ impl Engine {
         })
     }
 
-    /// Records a device's login on this node and collects what it missed:
-    /// for each of the user's conversations where the device is behind (its
-    /// delivered cursor, or the user's read cursor for a device that never
-    /// acknowledged anything there, against the highest seq), up to
-    /// [`EngineConfig::sync_default_limit`] messages, for at most
-    /// [`EngineConfig::login_drain_limit`] conversations. The rest arrive
-    /// through [`Engine::sync`].
+    /// Records a device's login on this node and works out how it catches
+    /// up. In each of the user's conversations the device is owed what lies
+    /// past its delivered cursor, or past the user's read cursor where it
+    /// never acknowledged anything. If that is at most
+    /// [`EngineConfig::login_push_max`] messages in all, they are pushed
+    /// after the login answer; otherwise a [`pb::SyncNotice`] says what
+    /// waits and the device pulls it with [`Engine::sync`], a
+    /// byte-bounded page at a time.
     pub async fn login(&self, user: &UserId, device: &DeviceId) -> Result<LoginOutcome> {
         if user.is_system() {
             return Err(Error::Forbidden(format!("{user} cannot log in")));
@@ -321,11 +341,12 @@ impl Engine {
             device: device.clone(),
             node: node.clone(),
         };
-        let pushes = self.missed_pushes(user, device, target).await?;
+        let (pushes, notice) = self.catch_up(user, device, target).await?;
         Ok(LoginOutcome {
             replaced,
             new_device,
             pushes,
+            notice,
         })
     }
 

@@ -146,11 +146,32 @@ pub(crate) async fn unblock(
     Ok(ok())
 }
 
-/// `GET /v1/groups`: the caller's groups.
-pub(crate) async fn groups(User(caller): User, State(state): State<AppState>) -> Answer {
-    let l = state.server.engine().group_list(&caller).await?;
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageArgs {
+    /// The previous page's `next`.
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// `GET /v1/groups?after=`: the caller's groups, a page at a time.
+pub(crate) async fn groups(
+    User(caller): User,
+    State(state): State<AppState>,
+    QueryArgs(args): QueryArgs<PageArgs>,
+) -> Answer {
+    let l = state
+        .server
+        .engine()
+        .group_list(
+            &caller,
+            pb::GroupListRequest {
+                after: args.after.unwrap_or_default(),
+            },
+        )
+        .await?;
     let groups: Vec<Value> = l.groups.iter().map(j::group).collect();
-    Ok(Json(json!({ "groups": groups })))
+    Ok(Json(json!({ "groups": groups, "next": l.next })))
 }
 
 #[derive(Deserialize)]
@@ -184,21 +205,30 @@ pub(crate) async fn create_group(
     Ok((StatusCode::CREATED, Json(group)))
 }
 
-/// `GET /v1/groups/{group_id}/members`: members only.
+/// `GET /v1/groups/{group_id}/members?after=`: members only, a page at a
+/// time.
 pub(crate) async fn group_members(
     User(caller): User,
     State(state): State<AppState>,
     PathArgs(group_id): PathArgs<String>,
+    QueryArgs(args): QueryArgs<PageArgs>,
 ) -> Answer {
     let r = state
         .server
         .engine()
-        .group_members(&caller, pb::GroupMembersRequest { group_id })
+        .group_members(
+            &caller,
+            pb::GroupMembersRequest {
+                group_id,
+                after: args.after.unwrap_or_default(),
+            },
+        )
         .await?;
     let members: Vec<Value> = r.members.iter().map(j::member).collect();
     Ok(Json(json!({
         "group": r.group.as_ref().map(j::group),
         "members": members,
+        "next": r.next,
     })))
 }
 
@@ -207,9 +237,13 @@ pub(crate) async fn group_members(
 pub(crate) struct ListArgs {
     #[serde(default)]
     limit: Option<u32>,
+    /// The previous page's `next`.
+    #[serde(default)]
+    after: Option<String>,
 }
 
-/// `GET /v1/conversations?limit=`: newest first, with unread counts.
+/// `GET /v1/conversations?limit=&after=`: newest first, with unread
+/// counts, a page at a time.
 pub(crate) async fn conversations(
     User(caller): User,
     State(state): State<AppState>,
@@ -222,6 +256,7 @@ pub(crate) async fn conversations(
             &caller,
             pb::ConversationListRequest {
                 limit: args.limit.unwrap_or(0),
+                after: args.after.unwrap_or_default(),
             },
         )
         .await?;
@@ -229,6 +264,7 @@ pub(crate) async fn conversations(
     Ok(Json(json!({
         "conversations": list,
         "total_unread": r.total_unread,
+        "next": r.next,
     })))
 }
 
