@@ -5,9 +5,17 @@
 mod common;
 
 use common::*;
-use imkit::client::{Event, Peer};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use imkit::client::{ClientOptions, Event, Peer};
+use imkit::core::Target;
+use imkit::core::model::{NodeId, UserId};
 use imkit::core::testing::redis_server::TestRedis;
 use imkit::proto::pb::{self, ReceiptKind};
+use imkit::server::{ClusterBus, LocalNode};
+use tokio_util::sync::CancellationToken;
 
 async fn nodes(redis: &TestRedis, n: usize) -> Vec<TestServer> {
     let ns = redis.namespace();
@@ -227,4 +235,113 @@ async fn revocation_and_forced_logout_reach_other_nodes() {
         .await
         .expect("connect");
     assert!(c3.login(&revoked, "phone").await.is_err());
+}
+
+/// A bus that loses the next `lose` wake-ups it is asked to forward.
+struct Lossy {
+    inner: Arc<dyn ClusterBus>,
+    lose: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl ClusterBus for Lossy {
+    async fn forward(&self, node: &NodeId, frame: bytes::Bytes, targets: Vec<Target>) {
+        let lost = self
+            .lose
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if !lost {
+            self.inner.forward(node, frame, targets).await;
+        }
+    }
+
+    async fn kick(&self, node: &NodeId, target: Target, reason: pb::KickReason) {
+        self.inner.kick(node, target, reason).await;
+    }
+
+    async fn revoke(&self, node: &NodeId, user: &UserId, token_id: &str) {
+        self.inner.revoke(node, user, token_id).await;
+    }
+
+    async fn serve(&self, local: LocalNode, shutdown: CancellationToken) {
+        self.inner.serve(local, shutdown).await;
+    }
+}
+
+/// A wake-up lost between nodes strands nothing: the SDK's timed pull
+/// finds the message within its interval, and a server can ask a device
+/// to sync at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_wake_up_is_recovered_by_the_timed_pull_and_by_request_sync() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let ns = redis.namespace();
+    let lose = Arc::new(AtomicUsize::new(0));
+    let lossy = lose.clone();
+    let node0 = TestServer::cluster_node_with(&redis.url, &ns, "node-0", move |inner| {
+        Arc::new(Lossy { inner, lose: lossy })
+    })
+    .await;
+    let node1 = TestServer::cluster_node(&redis.url, &ns, "node-1").await;
+    let (alice, _a) = login(&node0.tcp.to_string(), "alice", "phone").await;
+
+    // Bob pulls after 1 s of quiet (±20%).
+    let every = Duration::from_secs(1);
+    let options = ClientOptions {
+        idle_sync: Some(every),
+        ..ClientOptions::default()
+    };
+    let (_bob, mut bob_ev) = login_with(&node1.tcp.to_string(), "bob", "phone", options).await;
+    lose.store(1, Ordering::Release);
+    let sent_at = Instant::now();
+    alice
+        .send_text(Peer::user("bob"), "lost wake-up")
+        .await
+        .expect("SENT");
+    assert_eq!(lose.load(Ordering::Acquire), 0, "the wake-up was lost");
+    let got = messages(&mut bob_ev, 1).await;
+    let took = sent_at.elapsed();
+    eprintln!(
+        "a message whose wake-up was lost arrived after {took:?} (timed pull every {every:?} ±20%)"
+    );
+    assert_eq!(text_of(&got[0]), "lost wake-up");
+    assert!(
+        took <= every.mul_f64(1.2) + Duration::from_millis(500),
+        "{took:?}"
+    );
+
+    // Carol does not pull on her own; the server asks her device to sync.
+    let options = ClientOptions {
+        idle_sync: None,
+        ..ClientOptions::default()
+    };
+    let (_carol, mut carol_ev) =
+        login_with(&node1.tcp.to_string(), "carol", "phone", options).await;
+    lose.store(1, Ordering::Release);
+    alice
+        .send_text(Peer::user("carol"), "also lost")
+        .await
+        .expect("SENT");
+    assert!(
+        drain_messages(&mut carol_ev, Duration::from_millis(1_500))
+            .await
+            .is_empty(),
+        "without a wake-up or a pull, nothing arrives"
+    );
+    let asked_at = Instant::now();
+    let asked = node0
+        .handle
+        .request_sync(&UserId::from("carol"), None)
+        .await
+        .expect("request sync");
+    assert_eq!(asked, 1);
+    let got = messages(&mut carol_ev, 1).await;
+    eprintln!(
+        "after request_sync the message arrived in {:?}",
+        asked_at.elapsed()
+    );
+    assert_eq!(text_of(&got[0]), "also lost");
+    node0.stop().await;
+    node1.stop().await;
 }

@@ -82,10 +82,32 @@ pub(crate) async fn run(
     // Boxed: the engine's futures are large, and an idle connection should
     // not carry room for them (see `read_loop`).
     Box::pin(session.finish()).await;
+    let grace = session.shared.limits.write_timeout;
     drop(session);
     // The writer flushes what is queued, then ends.
     outbox.close();
-    let _ = writer.await;
+    Box::pin(linger(reader, writer, grace)).await;
+}
+
+/// Closes gently: reads (and drops) what the client still sends until the
+/// writer has flushed and the client has closed its side, within `grace`
+/// after the writer ends. A socket closed with unread input is reset by the
+/// kernel, and a reset makes the client discard what it has not read yet:
+/// the last frames, a `Kicked` among them.
+async fn linger(mut reader: FrameReader, writer: tokio::task::JoinHandle<()>, grace: Duration) {
+    async fn until_eof(reader: &mut FrameReader) {
+        while let Ok(Some(_)) = reader.next().await {}
+    }
+    let mut writer = writer;
+    tokio::select! {
+        _ = &mut writer => {}
+        _ = until_eof(&mut reader) => {
+            // The client closed first: nothing more will be read.
+            let _ = writer.await;
+            return;
+        }
+    }
+    let _ = tokio::time::timeout(grace, until_eof(&mut reader)).await;
 }
 
 /// Writes what the connection's queue holds, in batches. A write that

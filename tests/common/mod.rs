@@ -10,7 +10,8 @@ use std::time::Duration;
 use imkit::client::{Client, ClientOptions, Event, Events};
 use imkit::core::auth::HmacAuthenticator;
 use imkit::core::model::UserId;
-use imkit::server::{Limits, Server, ServerHandle};
+use imkit::proto::{Frame, Packet, PacketId, pb};
+use imkit::server::{ClusterBus, Limits, Server, ServerBuilder, ServerHandle};
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -31,9 +32,13 @@ impl TestServer {
     }
 
     pub async fn with_limits(limits: Limits) -> TestServer {
-        let server = Server::builder()
-            .token_secret(SECRET)
-            .limits(limits)
+        Self::custom(|b| b.limits(limits)).await
+    }
+
+    /// A server on free ports, configured by `configure` (stores, limits,
+    /// engine settings).
+    pub async fn custom(configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> TestServer {
+        let server = configure(Server::builder().token_secret(SECRET))
             .tcp("127.0.0.1:0")
             .websocket("127.0.0.1:0")
             .bind()
@@ -55,6 +60,17 @@ impl TestServer {
 
     /// A node of a cluster on a shared Redis.
     pub async fn cluster_node(url: &str, namespace: &str, node: &str) -> TestServer {
+        Self::cluster_node_with(url, namespace, node, |bus| bus).await
+    }
+
+    /// A cluster node whose bus is wrapped by `wrap` (to lose wake-ups on
+    /// purpose, say).
+    pub async fn cluster_node_with(
+        url: &str,
+        namespace: &str,
+        node: &str,
+        wrap: impl FnOnce(Arc<dyn ClusterBus>) -> Arc<dyn ClusterBus>,
+    ) -> TestServer {
         use imkit::core::EngineConfig;
         use imkit::core::model::NodeId;
         use imkit::server::cluster::{ClusterOptions, connect};
@@ -64,31 +80,16 @@ impl TestServer {
         let (stores, bus) = connect(url, namespace, NodeId::from(node), options)
             .await
             .expect("cluster connect");
-        let server = Server::builder()
-            .stores(stores)
-            .cluster_bus(bus)
-            .engine_config(EngineConfig {
-                node: NodeId::from(node),
-                ..EngineConfig::default()
-            })
-            .token_secret(SECRET)
-            .tcp("127.0.0.1:0")
-            .websocket("127.0.0.1:0")
-            .bind()
-            .await
-            .expect("bind");
-        let handle = server.handle();
-        let tcp = server.tcp_addr().expect("tcp addr");
-        let ws = server.ws_addr().expect("ws addr");
-        let task = tokio::spawn(async move {
-            server.run().await.expect("server run");
-        });
-        TestServer {
-            handle,
-            tcp,
-            ws,
-            task,
-        }
+        let bus = wrap(bus);
+        Self::custom(|b| {
+            b.stores(stores)
+                .cluster_bus(bus)
+                .engine_config(EngineConfig {
+                    node: NodeId::from(node),
+                    ..EngineConfig::default()
+                })
+        })
+        .await
     }
 
     pub fn ws_url(&self) -> String {
@@ -209,5 +210,73 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.cut();
         self.task.abort();
+    }
+}
+
+/// A client speaking raw frames, for tests that must control reads and
+/// writes (not reading at all, pipelining without waiting).
+pub struct RawConn {
+    pub stream: TcpStream,
+    buf: bytes::BytesMut,
+}
+
+impl RawConn {
+    pub async fn connect(addr: SocketAddr) -> RawConn {
+        RawConn {
+            stream: TcpStream::connect(addr).await.expect("connect"),
+            buf: bytes::BytesMut::new(),
+        }
+    }
+
+    /// Connects and logs in; the next frame read follows the login answer.
+    pub async fn login(addr: SocketAddr, user: &str, device: &str) -> RawConn {
+        let mut c = RawConn::connect(addr).await;
+        c.send(&Packet::Login(pb::LoginRequest {
+            token: token(user),
+            device_id: device.into(),
+            ..Default::default()
+        }))
+        .await;
+        let answer = c.next().await.expect("login answer");
+        assert!(matches!(
+            Packet::from_frame(&answer),
+            Ok(Packet::LoginResponse(_))
+        ));
+        c
+    }
+
+    pub fn encode(packet: &Packet) -> bytes::Bytes {
+        packet
+            .to_frame(PacketId::new())
+            .to_bytes(usize::MAX)
+            .expect("encode")
+    }
+
+    pub async fn send(&mut self, packet: &Packet) {
+        use tokio::io::AsyncWriteExt;
+        self.stream
+            .write_all(&Self::encode(packet))
+            .await
+            .expect("write");
+    }
+
+    /// The next frame, or `None` at the end of the stream or after `WAIT`.
+    pub async fn next(&mut self) -> Option<Frame> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if let Ok(Some(f)) = Frame::decode(&mut self.buf, 1 << 24) {
+                return Some(f);
+            }
+            match tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// The next packet.
+    pub async fn packet(&mut self) -> Option<Packet> {
+        let f = self.next().await?;
+        Some(Packet::from_frame(&f).expect("decodes"))
     }
 }

@@ -77,6 +77,11 @@ pub struct EngineConfig {
     pub clock: Clock,
 }
 
+impl EngineConfig {
+    /// The default [`EngineConfig::max_reply_bytes`]: 256 KiB.
+    pub const DEFAULT_MAX_REPLY_BYTES: usize = 256 * 1024;
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -90,7 +95,7 @@ impl Default for EngineConfig {
             history_default_limit: 50,
             history_max_limit: 500,
             max_group_members: 10_000,
-            max_reply_bytes: 256 * 1024,
+            max_reply_bytes: Self::DEFAULT_MAX_REPLY_BYTES,
             login_push_max: 100,
             notice_max_conversations: 100,
             clock: Clock::system(),
