@@ -25,11 +25,11 @@ ulimit -n "$(ulimit -Hn)"
 if [ "$MODE" = full ]; then
   PAIR_SIZES="50 500"; SECS=10; IDLE=10000; MEMBERS=5000; RATES="100 500"
   NGROUPS=1000; GROUP_RATES=1000,2000,5000,10000,20000; STEP_SECS=5
-  STORM=10000; DRAIN_USERS=1000; DRAIN_MSGS=100; BIG=1000000
+  STORM=10000; DRAIN_USERS=1000; DRAIN_MSGS=100; BIG=1000000; BACKLOG=100000
 else
   PAIR_SIZES="50"; SECS=3; IDLE=1000; MEMBERS=500; RATES="100"
   NGROUPS=100; GROUP_RATES=1000,5000; STEP_SECS=2
-  STORM=2000; DRAIN_USERS=200; DRAIN_MSGS=100; BIG=100000
+  STORM=2000; DRAIN_USERS=200; DRAIN_MSGS=100; BIG=100000; BACKLOG=20000
 fi
 WINDOW=16
 FIXED_RATE=5000
@@ -176,6 +176,15 @@ for store in "${DRAIN_STORES[@]}"; do
   stop_imkit
 done
 run drain --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --users "$DRAIN_USERS" --messages "$DRAIN_MSGS"
+
+# 9. One returning user's backlog.
+for store in "memory" "sqlite --durability full"; do
+  # shellcheck disable=SC2086
+  start_imkit "$NEW" --store $store
+  run drain --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --users 1 --messages "$BACKLOG" --label "$store"
+  stop_imkit
+done
+run drain --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --users 1 --messages "$BACKLOG" --label "persistent session, QoS 1"
 
 BASE_NOTE=""
 [ -n "${BASELINE_SERVER:-}" ] && BASE_NOTE="${BASELINE_DESC:-$BASELINE_SERVER}"

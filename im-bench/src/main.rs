@@ -8,6 +8,7 @@
 //! `bench/run.sh` runs them all and writes BENCHMARKS.md.
 
 mod amqp;
+mod drain;
 mod groups;
 mod imkit;
 mod imkit_big;
@@ -392,9 +393,9 @@ async fn run(s: Scenario) -> Result<Vec<Report>, String> {
         } => {
             let mut r = match target.system {
                 System::ImkitTcp | System::ImkitWs => {
-                    storm::imkit_drain(&target, users, messages).await
+                    drain::imkit_drain(&target, users, messages).await
                 }
-                System::Mqtt => storm::mqtt_drain(&target, users, messages).await,
+                System::Mqtt => drain::mqtt_drain(&target, users, messages).await,
                 System::Nats => Err("NATS core keeps nothing for offline subscribers".into()),
                 System::Amqp => Err("no drain scenario for AMQP".into()),
             }?;

@@ -429,3 +429,32 @@ fn protocol_doc_lists_every_kind() {
         );
     }
 }
+
+/// docs/protocol.md names every message and enum of the `.proto`, so a
+/// team implementing a client from the document meets each of them.
+#[test]
+fn protocol_doc_names_every_message_and_enum() {
+    let doc = include_str!("../../docs/protocol.md");
+    let proto = include_str!("../proto/imkit.proto");
+    let mut missing = Vec::new();
+    for line in proto.lines() {
+        let line = line.trim_start();
+        let Some(rest) = line
+            .strip_prefix("message ")
+            .or_else(|| line.strip_prefix("enum "))
+        else {
+            continue;
+        };
+        let name = rest.split_whitespace().next().unwrap_or_default();
+        let named = [
+            format!("`{name}`"),
+            format!("`{name} "),
+            format!("`{name}."),
+            format!(".{name} "),
+        ];
+        if !named.iter().any(|n| doc.contains(n.as_str())) {
+            missing.push(name.to_owned());
+        }
+    }
+    assert!(missing.is_empty(), "not in docs/protocol.md: {missing:?}");
+}

@@ -83,18 +83,29 @@ pub(crate) async fn run(
     // not carry room for them (see `read_loop`).
     Box::pin(session.finish()).await;
     let grace = session.shared.limits.write_timeout;
+    let shutdown = session.shared.shutdown.clone();
     drop(session);
     // The writer flushes what is queued, then ends.
     outbox.close();
-    Box::pin(linger(reader, writer, grace)).await;
+    Box::pin(linger(reader, writer, grace, shutdown)).await;
 }
+
+/// How long a closing connection waits for the client's side to close
+/// once the server is shutting down (its writer has flushed by then).
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(200);
 
 /// Closes gently: reads (and drops) what the client still sends until the
 /// writer has flushed and the client has closed its side, within `grace`
-/// after the writer ends. A socket closed with unread input is reset by the
-/// kernel, and a reset makes the client discard what it has not read yet:
-/// the last frames, a `Kicked` among them.
-async fn linger(mut reader: FrameReader, writer: tokio::task::JoinHandle<()>, grace: Duration) {
+/// after the writer ends ([`SHUTDOWN_LINGER`] once the server is shutting
+/// down). A socket closed with unread input is reset by the kernel, and a
+/// reset makes the client discard what it has not read yet: the last
+/// frames, a `Kicked` among them.
+async fn linger(
+    mut reader: FrameReader,
+    writer: tokio::task::JoinHandle<()>,
+    grace: Duration,
+    shutdown: CancellationToken,
+) {
     async fn until_eof(reader: &mut FrameReader) {
         while let Ok(Some(_)) = reader.next().await {}
     }
@@ -107,7 +118,19 @@ async fn linger(mut reader: FrameReader, writer: tokio::task::JoinHandle<()>, gr
             return;
         }
     }
-    let _ = tokio::time::timeout(grace, until_eof(&mut reader)).await;
+    let patience = async {
+        tokio::select! {
+            _ = tokio::time::sleep(grace) => {}
+            _ = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_LINGER).await;
+            } => {}
+        }
+    };
+    tokio::select! {
+        _ = until_eof(&mut reader) => {}
+        _ = patience => {}
+    }
 }
 
 /// Writes what the connection's queue holds, in batches. A write that
