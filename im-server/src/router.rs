@@ -115,19 +115,10 @@ impl LocalNode {
     }
 
     /// Asks every local connection to sync (`SyncNotice { CHECK }`): the
-    /// bus may have lost wake-ups for them, while it was disconnected.
+    /// bus may have lost wake-ups for them while it was disconnected.
     /// Returns how many were asked.
     pub fn check_all(&self) -> usize {
-        let Some(bytes) = bare_notice(SyncReason::Check) else {
-            return 0;
-        };
-        let mut n = 0;
-        for conn in self.registry.all() {
-            if conn.outbox.push_control(bytes.clone()).is_ok() {
-                n += 1;
-            }
-        }
-        n
+        self.router.check_all()
     }
 
     /// Kicks a local device's connection; returns whether it was here.
@@ -277,6 +268,21 @@ impl Router {
         }
     }
 
+    /// Asks every connection on this node to sync (`SyncNotice { CHECK }`);
+    /// returns how many were asked.
+    pub(crate) fn check_all(&self) -> usize {
+        let Some(bytes) = bare_notice(SyncReason::Check) else {
+            return 0;
+        };
+        let mut n = 0;
+        for conn in self.registry.all() {
+            if conn.outbox.push_control(bytes.clone()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Queues encoded bytes for local connections, without waiting: a
     /// user's devices are found in one registry lookup (consecutive targets
     /// of one user share it). Message pushes are paced (see the module
@@ -357,6 +363,159 @@ fn bare_notice(reason: SyncReason) -> Option<Bytes> {
         Err(e) => {
             tracing::error!(error = %e, "cannot encode a sync notice");
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use imkit_core::model::{DeviceId, NodeId, UserId};
+    use imkit_core::store::Stores;
+    use imkit_core::{Engine, EngineConfig, Target};
+    use imkit_proto::pb::{self, SyncReason};
+    use imkit_proto::{Packet, PacketId, PacketKind};
+
+    use super::Router;
+    use crate::config::Limits;
+    use crate::outbox::Outbox;
+    use crate::registry::{ConnHandle, Registry};
+
+    struct Setup {
+        router: Router,
+        conn: ConnHandle,
+        target: Vec<Target>,
+    }
+
+    /// A router with one connection, live-push limit 1 KiB, queue 4 KiB.
+    fn setup() -> Setup {
+        let limits = Limits {
+            live_push_bytes: 1024,
+            queue_bytes: 4096,
+            ..Limits::default()
+        };
+        let engine = Engine::new(Stores::memory(), EngineConfig::default());
+        let registry = Arc::new(Registry::default());
+        let conn = ConnHandle::new(Arc::new(Outbox::new(1_000, limits.queue_bytes)));
+        let (user, device) = (UserId::from("u"), DeviceId::from("d"));
+        registry.insert(&user, &device, conn.clone());
+        let router = Router::new(engine, registry, None, &limits);
+        let target = vec![Target {
+            user,
+            device,
+            node: NodeId::from("node-1"),
+        }];
+        Setup {
+            router,
+            conn,
+            target,
+        }
+    }
+
+    fn frame(packet: Packet, padding: usize) -> Bytes {
+        let packet = match packet {
+            Packet::MessagePush(_) => Packet::MessagePush(pb::MessagePush {
+                message: Some(pb::Message {
+                    client_msg_id: "x".repeat(padding),
+                    ..Default::default()
+                }),
+            }),
+            other => other,
+        };
+        packet
+            .to_frame(PacketId::new())
+            .to_bytes(usize::MAX)
+            .expect("encodes")
+    }
+
+    async fn drain_kinds(conn: &ConnHandle) -> Vec<PacketKind> {
+        let mut batch = Vec::new();
+        if conn.outbox.len() > 0 {
+            conn.outbox.pop_batch(&mut batch, usize::MAX).await;
+        }
+        batch
+            .iter()
+            .filter_map(|f| PacketKind::of_frame(f))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn message_pushes_pause_past_the_live_limit_with_one_notice() {
+        let s = setup();
+        let push = frame(Packet::MessagePush(pb::MessagePush::default()), 400);
+        let typing = frame(Packet::Typing(pb::Typing::default()), 0);
+        for _ in 0..5 {
+            s.router.deliver_local(&s.target, &push);
+        }
+        assert!(s.conn.is_behind());
+        assert_eq!(
+            s.router.deliver_local(&s.target, &typing),
+            0,
+            "typing dropped"
+        );
+        let kinds = drain_kinds(&s.conn).await;
+        let notices = kinds
+            .iter()
+            .filter(|k| **k == PacketKind::SyncNotice)
+            .count();
+        let pushes = kinds
+            .iter()
+            .filter(|k| **k == PacketKind::MessagePush)
+            .count();
+        assert_eq!(
+            (pushes, notices),
+            (2, 1),
+            "two fit under 1 KiB, then one notice: {kinds:?}"
+        );
+        // While behind, nothing more is pushed, however empty the queue.
+        assert_eq!(s.router.deliver_local(&s.target, &push), 0);
+        // The device syncs: pushes flow again.
+        s.conn.catch_up();
+        assert_eq!(s.router.deliver_local(&s.target, &push), 1);
+        assert_eq!(s.router.deliver_local(&s.target, &typing), 1);
+        assert!(!s.conn.is_kicked());
+    }
+
+    #[tokio::test]
+    async fn other_pushes_fill_the_whole_queue_then_kick() {
+        let s = setup();
+        let receipt = frame(
+            Packet::ReceiptPush(pb::ReceiptPush {
+                conversation_id: "c".repeat(900),
+                ..Default::default()
+            }),
+            0,
+        );
+        let mut queued = 0;
+        while !s.conn.is_kicked() && queued < 100 {
+            queued += s.router.deliver_local(&s.target, &receipt);
+        }
+        assert_eq!(
+            queued, 4,
+            "receipts use the whole 4 KiB, not the live limit"
+        );
+        assert!(s.conn.is_kicked(), "a full queue kicks");
+        assert_eq!(
+            s.conn.kick_reason().map(|(r, _)| r),
+            Some(pb::KickReason::SlowConsumer)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_back_on_its_bus_asks_every_connection_to_check() {
+        let s = setup();
+        assert_eq!(s.router.check_all(), 1);
+        let mut batch = Vec::new();
+        s.conn.outbox.pop_batch(&mut batch, usize::MAX).await;
+        match Packet::from_frame(
+            &imkit_proto::Frame::decode(&mut bytes::BytesMut::from(&batch[0][..]), usize::MAX)
+                .expect("decodes")
+                .expect("a frame"),
+        ) {
+            Ok(Packet::SyncNotice(n)) => assert_eq!(n.reason, SyncReason::Check as i32),
+            other => panic!("{other:?}"),
         }
     }
 }
