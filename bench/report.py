@@ -224,6 +224,10 @@ if targets:
         print(f"| {t[0]} | {t[1]} | {t[2]} |")
     print()
 try:
+    print(open("bench/analysis.md").read())
+except OSError:
+    pass
+try:
     print(open("bench/micro.md").read())
 except OSError:
     pass
