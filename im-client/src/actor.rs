@@ -379,6 +379,7 @@ impl Actor {
                     pb::KickReason::DuplicateLogin
                         | pb::KickReason::Admin
                         | pb::KickReason::TokenRevoked
+                        | pb::KickReason::DeviceRemoved
                 ) {
                     self.creds = None;
                 }

@@ -4,8 +4,10 @@
 //!
 //! A blob is written once under an id the server chooses, with its size,
 //! SHA-256, content type and name; a file message carries the id
-//! (`File.blob_id`). Plug in your own store (S3, a CDN origin) by
-//! implementing the trait.
+//! (`File.blob_id`). Uploads stream in ([`BlobStore::put_stream`]): the
+//! directory store writes and hashes each chunk as it arrives, so an
+//! upload costs one chunk of memory whatever its size. Plug in your own
+//! store (S3, a CDN origin) by implementing the trait.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,37 @@ pub struct BlobMeta {
     pub created_ms: u64,
 }
 
+/// A fresh blob id.
+fn new_blob_id() -> String {
+    format!("f{}", uuid::Uuid::now_v7().simple())
+}
+
+/// What is known of an upload before its bytes arrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobDraft {
+    /// The uploader's content type.
+    pub content_type: String,
+    /// The uploader's file name (may be empty).
+    pub name: String,
+    /// Who uploads it.
+    pub owner: UserId,
+    /// When, Unix milliseconds.
+    pub created_ms: u64,
+}
+
+/// Where [`BlobStore::put_stream`] reads an upload from, a chunk at a time
+/// (an HTTP request body, a file).
+#[async_trait]
+pub trait ChunkSource: Send {
+    /// The next chunk; `Ok(None)` at the end. An error aborts the upload
+    /// and nothing is stored.
+    async fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>>;
+}
+
+fn upload_failed(e: std::io::Error) -> Error {
+    Error::InvalidArgument(format!("upload failed: {e}"))
+}
+
 impl BlobMeta {
     /// Metadata for `data`: a fresh id and the bytes' hash and size.
     pub fn describe(
@@ -47,7 +80,7 @@ impl BlobMeta {
         created_ms: u64,
     ) -> BlobMeta {
         BlobMeta {
-            id: format!("f{}", uuid::Uuid::now_v7().simple()),
+            id: new_blob_id(),
             size: data.len() as u64,
             sha256: hex(&Sha256::digest(data)),
             content_type: content_type.to_owned(),
@@ -76,6 +109,27 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// The blob's metadata and bytes, or `None`.
     async fn get(&self, id: &str) -> Result<Option<(BlobMeta, Bytes)>>;
+
+    /// Stores an upload as its chunks arrive, under a fresh id; returns its
+    /// metadata. If `source` fails, nothing is stored. The default
+    /// collects the chunks and calls [`BlobStore::put`]; a store that can
+    /// write as it goes (as [`DirBlobStore`] does) should, so an upload
+    /// does not cost its size in memory.
+    async fn put_stream(&self, draft: BlobDraft, source: &mut dyn ChunkSource) -> Result<BlobMeta> {
+        let mut data = bytes::BytesMut::new();
+        while let Some(chunk) = source.next_chunk().await.map_err(upload_failed)? {
+            data.extend_from_slice(&chunk);
+        }
+        let meta = BlobMeta::describe(
+            &data,
+            &draft.content_type,
+            &draft.name,
+            draft.owner,
+            draft.created_ms,
+        );
+        self.put(meta.clone(), data.freeze()).await?;
+        Ok(meta)
+    }
 }
 
 /// Blobs in memory: for tests and throwaway servers.
@@ -174,8 +228,66 @@ fn decode_meta(text: &str) -> Option<BlobMeta> {
     })
 }
 
+impl DirBlobStore {
+    /// Writes `source` to `part` as it arrives, syncs it, and returns its
+    /// size and SHA-256.
+    async fn receive(part: &Path, source: &mut dyn ChunkSource) -> Result<(u64, String)> {
+        use tokio::io::AsyncWriteExt;
+        let mut file = tokio::fs::File::create(part)
+            .await
+            .map_err(|e| io_err("cannot create", part, e))?;
+        let mut hash = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = source.next_chunk().await.map_err(upload_failed)? {
+            hash.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| io_err("cannot write", part, e))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| io_err("cannot sync", part, e))?;
+        Ok((size, hex(&hash.finalize())))
+    }
+}
+
 #[async_trait]
 impl BlobStore for DirBlobStore {
+    async fn put_stream(&self, draft: BlobDraft, source: &mut dyn ChunkSource) -> Result<BlobMeta> {
+        let id = new_blob_id();
+        let path = self.dir.join(&id);
+        let part = path.with_extension("part");
+        let (size, sha256) = match Self::receive(&part, source).await {
+            Ok(received) => received,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&part).await;
+                return Err(e);
+            }
+        };
+        let meta = BlobMeta {
+            id,
+            size,
+            sha256,
+            content_type: draft.content_type,
+            name: draft.name,
+            owner: draft.owner,
+            created_ms: draft.created_ms,
+        };
+        let (dir, m) = (self.dir.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || {
+            std::fs::rename(&part, &path).map_err(|e| io_err("cannot rename", &part, e))?;
+            // The bytes are in place; the blob is visible once its .meta is.
+            write_atomically(
+                &dir.join(format!("{}.meta", m.id)),
+                encode_meta(&m).as_bytes(),
+            )
+        })
+        .await
+        .map_err(|e| Error::store("blob", format!("write task failed: {e}")))??;
+        Ok(meta)
+    }
+
     async fn put(&self, meta: BlobMeta, data: Bytes) -> Result<()> {
         if !valid_blob_id(&meta.id) {
             return Err(Error::InvalidArgument(format!("bad blob id {:?}", meta.id)));
@@ -248,9 +360,73 @@ mod tests {
         assert_eq!(store.get("../etc/passwd").await.expect("get"), None);
     }
 
+    /// Chunks from a list, then optionally an error.
+    struct Chunks(Vec<Bytes>, bool);
+
+    #[async_trait]
+    impl ChunkSource for Chunks {
+        async fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+            if self.0.is_empty() {
+                return if self.1 {
+                    Err(std::io::Error::other("client went away"))
+                } else {
+                    Ok(None)
+                };
+            }
+            Ok(Some(self.0.remove(0)))
+        }
+    }
+
+    /// Streamed uploads: stored whole with the hash of all their chunks,
+    /// or, when the source fails, not at all.
+    async fn streams(store: &dyn BlobStore) -> BlobMeta {
+        let draft = BlobDraft {
+            content_type: "text/plain".into(),
+            name: "hello.txt".into(),
+            owner: UserId::from("ada"),
+            created_ms: 7,
+        };
+        let mut source = Chunks(
+            vec![Bytes::from_static(b"hello, "), Bytes::from_static(b"file")],
+            false,
+        );
+        let meta = store
+            .put_stream(draft.clone(), &mut source)
+            .await
+            .expect("stream");
+        assert!(valid_blob_id(&meta.id));
+        assert_eq!(meta.size, 11);
+        assert_eq!(
+            meta.sha256,
+            "4444d0751827a9f4783eba8fcbc44f20225d068050b48310850b702b4cfbebdd"
+        );
+        let (got, bytes) = store.get(&meta.id).await.expect("get").expect("stored");
+        assert_eq!((got, &bytes[..]), (meta.clone(), &b"hello, file"[..]));
+        let mut failing = Chunks(vec![Bytes::from_static(b"half")], true);
+        assert!(matches!(
+            store.put_stream(draft, &mut failing).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        meta
+    }
+
     #[tokio::test]
     async fn memory_conforms() {
         conforms(&MemoryBlobStore::default()).await;
+        streams(&MemoryBlobStore::default()).await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_stream_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = DirBlobStore::open(dir.path()).expect("open");
+        let meta = streams(&store).await;
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, [meta.id.clone(), format!("{}.meta", meta.id)]);
     }
 
     #[tokio::test]

@@ -59,6 +59,16 @@ pub enum Error {
     /// The user's account is disabled.
     #[error("user {0} is disabled")]
     UserDisabled(String),
+    /// A new device would take the user past the device cap.
+    #[error(
+        "{user} already has the most devices allowed ({max}); remove one to log in with another"
+    )]
+    TooManyDevices {
+        /// The user.
+        user: String,
+        /// The cap.
+        max: usize,
+    },
     /// A store backend failed; the operation may be retried.
     #[error("{backend} store error: {message}")]
     Store {
@@ -87,6 +97,7 @@ impl Error {
             Error::TokenExpired { .. } => ErrorCode::TokenExpired,
             Error::TokenRevoked => ErrorCode::TokenRevoked,
             Error::UserDisabled(_) => ErrorCode::UserDisabled,
+            Error::TooManyDevices { .. } => ErrorCode::TooManyDevices,
             Error::Store { .. } => ErrorCode::Unavailable,
             Error::Unavailable(_) => ErrorCode::Overloaded,
         }

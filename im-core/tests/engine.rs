@@ -930,6 +930,54 @@ async fn authorization_matrix() {
         ),
         C::Blocked
     );
+    // Nor can they put bob in a group: not when creating one, not by
+    // adding him to one, and nobody joins when one of several refuses.
+    assert_eq!(
+        code(
+            w.call(
+                &mallory,
+                pb::GroupCreateRequest {
+                    name: "trap".into(),
+                    avatar: String::new(),
+                    member_ids: vec!["carol".into(), "bob".into()],
+                }
+            )
+            .await
+        ),
+        C::Blocked
+    );
+    let trap = create_group(&w, &mallory, &["carol"]).await;
+    assert_eq!(
+        code(
+            w.call(
+                &mallory,
+                pb::GroupAddMembersRequest {
+                    group_id: trap.clone(),
+                    user_ids: vec!["dave".into(), "bob".into()],
+                }
+            )
+            .await
+        ),
+        C::Blocked
+    );
+    match w
+        .call(
+            &mallory,
+            pb::GroupMembersRequest {
+                group_id: trap,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("members")
+    {
+        Packet::GroupMembersResponse(r) => {
+            let mut ids: Vec<String> = r.members.into_iter().map(|m| m.user_id).collect();
+            ids.sort();
+            assert_eq!(ids, ["carol", "mallory"], "neither dave nor bob joined");
+        }
+        other => panic!("{other:?}"),
+    }
     w.call(
         &bob,
         pb::UnblockRequest {

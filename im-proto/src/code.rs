@@ -39,6 +39,8 @@ pub enum ErrorCode {
     UserDisabled = 2007,
     /// The token was revoked.
     TokenRevoked = 2008,
+    /// The user already has the most devices allowed; remove one first.
+    TooManyDevices = 2009,
     // 3xxx: the request.
     /// A field is missing, empty, too long or otherwise invalid.
     InvalidArgument = 3001,
@@ -81,6 +83,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::UserDisabled,
         ErrorCode::TokenRevoked,
+        ErrorCode::TooManyDevices,
         ErrorCode::InvalidArgument,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,

@@ -31,6 +31,12 @@ pub const DEFAULT_MAX_CLIENT_FRAME: usize = 256 * 1024;
 /// Default maximum for frames a server sends to a client (8 MiB); sync and
 /// history responses can carry many messages.
 pub const DEFAULT_MAX_SERVER_FRAME: usize = 8 * 1024 * 1024;
+/// Default maximum for frames a client sends before its login succeeds
+/// (4 KiB): room for a login request with a long token, and no more.
+pub const DEFAULT_MAX_PRELOGIN_FRAME: usize = 4 * 1024;
+/// The least [`Frame::decode`] grows a buffer by while a frame is
+/// incomplete (1 KiB).
+pub const DECODE_GROW_MIN: usize = 1024;
 
 /// Inbound and outbound frame-size maxima for one side of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,14 +208,18 @@ impl Frame {
     /// Returns `Ok(None)` when `buf` does not yet hold a whole frame; the
     /// caller reads more and calls again. On success the frame's bytes are
     /// removed from `buf`. A declared length above `max_len` or below
-    /// [`MIN_FRAME_LEN`] is an error before any memory is reserved for it.
+    /// [`MIN_FRAME_LEN`] is an error before any memory is reserved for it,
+    /// and a valid one is never reserved whole in advance: `buf` grows by at
+    /// most its own length (or [`DECODE_GROW_MIN`]) per call.
     pub fn decode(buf: &mut BytesMut, max_len: usize) -> Result<Option<Frame>, ProtoError> {
         let Some(len) = Self::check(buf, max_len)? else {
             return Ok(None);
         };
         if buf.len() < len {
-            // The length is trusted now; make room for the rest of the frame.
-            buf.reserve(len - buf.len());
+            // Grow toward the declared length as bytes arrive, at most
+            // doubling what is here: a peer that declares a large frame and
+            // sends little gets no large buffer on its word alone.
+            buf.reserve((len - buf.len()).min(buf.len().max(DECODE_GROW_MIN)));
             return Ok(None);
         }
         let mut bytes = buf.split_to(len).freeze();

@@ -26,8 +26,9 @@ pub use code::ErrorCode;
 pub use codec::FrameCodec;
 pub use error::ProtoError;
 pub use frame::{
-    DEFAULT_MAX_CLIENT_FRAME, DEFAULT_MAX_SERVER_FRAME, Flags, Frame, FrameLimits, HEADER_LEN,
-    Header, LEN_PREFIX, MIN_FRAME_LEN, PROTOCOL_VERSION, PacketId,
+    DECODE_GROW_MIN, DEFAULT_MAX_CLIENT_FRAME, DEFAULT_MAX_PRELOGIN_FRAME,
+    DEFAULT_MAX_SERVER_FRAME, Flags, Frame, FrameLimits, HEADER_LEN, Header, LEN_PREFIX,
+    MIN_FRAME_LEN, PROTOCOL_VERSION, PacketId,
 };
 pub use packet::{Packet, PacketKind, Sender};
 

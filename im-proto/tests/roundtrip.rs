@@ -2,8 +2,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use imkit_proto::{
-    Flags, Frame, FrameLimits, Header, MIN_FRAME_LEN, PROTOCOL_VERSION, Packet, PacketId,
-    PacketKind, ProtoError, pb,
+    DECODE_GROW_MIN, Flags, Frame, FrameLimits, HEADER_LEN, Header, MIN_FRAME_LEN,
+    PROTOCOL_VERSION, Packet, PacketId, PacketKind, ProtoError, pb,
 };
 use proptest::prelude::*;
 
@@ -244,14 +244,43 @@ fn length_shorter_than_header_is_rejected() {
 }
 
 #[test]
-fn incomplete_frame_reserves_only_the_declared_length() {
+fn incomplete_frame_grows_toward_the_declared_length() {
     let frame = Packet::Ping(pb::Ping { client_time_ms: 7 }).to_frame(PacketId::new());
     let full = wire(&frame);
     let mut buf = BytesMut::from(&full[..10]);
     assert!(Frame::decode(&mut buf, MAX).expect("ok").is_none());
-    assert!(buf.capacity() >= full.len());
+    assert!(buf.capacity() >= full.len(), "a small frame fits at once");
     buf.extend_from_slice(&full[10..]);
     assert_eq!(Frame::decode(&mut buf, MAX).expect("ok"), Some(frame));
+}
+
+#[test]
+fn a_declared_length_is_not_reserved_on_the_peers_word() {
+    // A peer declares a 256 KiB frame and sends its header only.
+    let declared = 256 * 1024;
+    let mut buf = BytesMut::new();
+    buf.put_u32(declared as u32);
+    buf.put_bytes(0, HEADER_LEN);
+    assert!(Frame::decode(&mut buf, declared).expect("ok").is_none());
+    assert!(
+        buf.capacity() <= 4 * DECODE_GROW_MIN,
+        "{} bytes reserved for {} received",
+        buf.capacity(),
+        buf.len()
+    );
+    // As bytes arrive the buffer grows with them, and the frame completes.
+    let mut calls = 0;
+    while buf.len() < declared {
+        let room = (buf.capacity() - buf.len()).min(declared - buf.len());
+        assert!(buf.capacity() <= 2 * buf.len() + 2 * DECODE_GROW_MIN);
+        buf.put_bytes(0, room);
+        calls += 1;
+        if let Some(f) = Frame::decode(&mut buf, declared).expect("ok") {
+            assert_eq!(f.payload.len(), declared - MIN_FRAME_LEN);
+            return;
+        }
+    }
+    panic!("no frame after {calls} reads");
 }
 
 #[test]

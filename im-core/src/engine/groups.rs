@@ -120,6 +120,21 @@ impl Engine {
         self.fan_out(&appended.message, audience, caller).await
     }
 
+    /// Fails with [`Error::Blocked`] if any of `users` has blocked `actor`:
+    /// nobody is put in a group by someone they blocked.
+    async fn consent(&self, actor: &UserId, users: &[UserId]) -> Result<()> {
+        let contacts = &self.inner.stores.contacts;
+        for u in users.iter().filter(|u| *u != actor) {
+            if contacts.is_blocked(u, actor).await? {
+                return Err(Error::Blocked {
+                    sender: actor.to_string(),
+                    recipient: u.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a group owned by the caller.
     pub async fn group_create(
         &self,
@@ -143,6 +158,7 @@ impl Engine {
                 self.inner.config.max_group_members
             )));
         }
+        self.consent(&caller.user, &users).await?;
         let now = self.now();
         let group = Group {
             id: GroupId::new(uuid::Uuid::now_v7().simple().to_string()),
@@ -222,13 +238,18 @@ impl Engine {
         self.manager(caller, &g).await?;
         let users = parse_users(&req.user_ids)?;
         let current = self.group_member_ids(caller, &g).await?;
-        let new_count = current.len() + users.iter().filter(|u| !current.contains(u)).count();
-        if new_count > self.inner.config.max_group_members {
+        let joining: Vec<UserId> = users
+            .iter()
+            .filter(|u| !current.contains(u))
+            .cloned()
+            .collect();
+        if current.len() + joining.len() > self.inner.config.max_group_members {
             return Err(Error::InvalidArgument(format!(
                 "a group may have at most {} members",
                 self.inner.config.max_group_members
             )));
         }
+        self.consent(&caller.user, &joining).await?;
         let now = self.now();
         let added = self
             .inner

@@ -33,7 +33,7 @@ use imkit_proto::{Packet, PacketId, pb};
 
 use crate::model::*;
 use crate::push::{LogPushNotifier, PushNotifier};
-use crate::store::Stores;
+use crate::store::{DeviceInfo, Registered, Stores};
 use crate::{Clock, Error, Result};
 
 /// Limits and settings of the engine. Every field has a documented default.
@@ -60,6 +60,10 @@ pub struct EngineConfig {
     pub history_max_limit: usize,
     /// Most members a group may have (default 10,000).
     pub max_group_members: usize,
+    /// Most devices a user may have (default 32). A login from one more
+    /// fails with [`Error::TooManyDevices`] until the user or an admin
+    /// removes one ([`Engine::remove_device`]).
+    pub max_devices_per_user: usize,
     /// Most bytes of one reply that lists messages, conversations or
     /// members (Sync, History, the conversation list, group members, group
     /// list; default 256 KiB). What does not fit is paged with a
@@ -95,6 +99,7 @@ impl Default for EngineConfig {
             history_default_limit: 50,
             history_max_limit: 500,
             max_group_members: 10_000,
+            max_devices_per_user: 32,
             max_reply_bytes: Self::DEFAULT_MAX_REPLY_BYTES,
             login_push_max: 100,
             notice_max_conversations: 100,
@@ -339,7 +344,18 @@ impl Engine {
         }
         let s = &self.inner.stores;
         let node = &self.inner.config.node;
-        let new_device = s.devices.register(user, device).await?;
+        let now = self.inner.config.clock.now_ms();
+        let max = self.inner.config.max_devices_per_user;
+        let new_device = match s.devices.register(user, device, now, max).await? {
+            Registered::Known => false,
+            Registered::New => true,
+            Registered::Full => {
+                return Err(Error::TooManyDevices {
+                    user: user.to_string(),
+                    max,
+                });
+            }
+        };
         let replaced = s.presence.online(user, device, node).await?;
         let target = Target {
             user: user.clone(),
@@ -353,6 +369,19 @@ impl Engine {
             pushes,
             notice,
         })
+    }
+
+    /// A user's devices, oldest first.
+    pub async fn devices(&self, user: &UserId) -> Result<Vec<DeviceInfo>> {
+        self.inner.stores.devices.devices(user).await
+    }
+
+    /// Forgets a user's device, making room under the device cap; returns
+    /// whether the user had it. A connection of that device is not closed
+    /// here: the server kicks it (`KickReason::DEVICE_REMOVED`). Should the
+    /// device log in again it counts as new (it is owed what is unread).
+    pub async fn remove_device(&self, user: &UserId, device: &DeviceId) -> Result<bool> {
+        self.inner.stores.devices.remove(user, device).await
     }
 
     /// Records that a device's connection on this node ended. Does nothing

@@ -26,7 +26,7 @@ use std::sync::Arc;
 pub use accounts::{Account, AccountStore};
 pub use contacts::ContactStore;
 pub use conversations::{ConversationStore, Direction, Position};
-pub use devices::DeviceStore;
+pub use devices::{DeviceInfo, DeviceStore, Registered};
 pub use groups::GroupStore;
 pub use presence::{Located, PresenceStore};
 pub use unit::{Committed, Cursor, CursorMove, MoveTo, Moved, UnitOfWork};

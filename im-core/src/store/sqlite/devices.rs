@@ -1,6 +1,6 @@
-//! SQLite [`DeviceStore`]. Devices only ever accrue and every write goes
-//! through this store (one process owns the database), so each user's list
-//! is cached: logging in again with a known device costs no write.
+//! SQLite [`DeviceStore`]. Every write goes through this store (one
+//! process owns the database), so each user's list is cached: logging in
+//! again with a known device costs no write and no read.
 
 use std::sync::Arc;
 
@@ -8,15 +8,15 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::params;
 
-use super::{CachedExt, Db, db_err};
+use super::{CachedExt, Db, db_err, i64_of};
 use crate::Result;
 use crate::model::*;
-use crate::store::DeviceStore;
+use crate::store::{DeviceInfo, DeviceStore, Registered};
 
 /// Users whose device lists are cached before the cache starts over.
 const CACHED_USERS: usize = 100_000;
 
-type Cache = std::collections::HashMap<UserId, Vec<DeviceId>, foldhash::fast::RandomState>;
+type Cache = std::collections::HashMap<UserId, Vec<DeviceInfo>, foldhash::fast::RandomState>;
 
 /// SQLite [`DeviceStore`].
 #[derive(Debug, Clone)]
@@ -37,34 +37,62 @@ impl SqliteDevices {
 
 #[async_trait]
 impl DeviceStore for SqliteDevices {
-    async fn register(&self, user: &UserId, device: &DeviceId) -> Result<bool> {
+    async fn register(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        now_ms: u64,
+        max: usize,
+    ) -> Result<Registered> {
         if self
             .known
             .lock()
             .get(user)
-            .is_some_and(|d| d.contains(device))
+            .is_some_and(|d| d.iter().any(|d| d.device == *device))
         {
-            return Ok(false);
+            return Ok(Registered::Known);
         }
         let (u, d) = (user.clone(), device.clone());
-        let inserted = self
+        // The one writer runs this whole: the count and the insert cannot
+        // interleave with another registration.
+        let registered = self
             .db
             .write(move |c| {
+                let known = c
+                    .row(
+                        "SELECT COUNT(*) FROM devices WHERE user = ?1 AND device = ?2",
+                        params![u.as_str(), d.as_str()],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map_err(db_err)?;
+                if known > 0 {
+                    return Ok(Registered::Known);
+                }
+                let count = c
+                    .row(
+                        "SELECT COUNT(*) FROM devices WHERE user = ?1",
+                        params![u.as_str()],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map_err(db_err)?;
+                if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+                    return Ok(Registered::Full);
+                }
                 c.exec(
-                    "INSERT OR IGNORE INTO devices (user, device) VALUES (?1, ?2)",
-                    params![u.as_str(), d.as_str()],
+                    "INSERT INTO devices (user, device, first_seen_ms) VALUES (?1, ?2, ?3)",
+                    params![u.as_str(), d.as_str(), i64_of(now_ms)],
                 )
-                .map(|n| n > 0)
-                .map_err(db_err)
+                .map_err(db_err)?;
+                Ok(Registered::New)
             })
             .await?;
-        // Reload from the table so the cache holds every device.
-        self.known.lock().remove(user);
-        self.devices(user).await?;
-        Ok(inserted)
+        if registered == Registered::New {
+            self.known.lock().remove(user);
+        }
+        Ok(registered)
     }
 
-    async fn devices(&self, user: &UserId) -> Result<Vec<DeviceId>> {
+    async fn devices(&self, user: &UserId) -> Result<Vec<DeviceInfo>> {
         if let Some(d) = self.known.lock().get(user) {
             return Ok(d.clone());
         }
@@ -73,11 +101,17 @@ impl DeviceStore for SqliteDevices {
             .db
             .read(move |c| {
                 let mut stmt = c
-                    .prepare_cached("SELECT device FROM devices WHERE user = ?1")
+                    .prepare_cached(
+                        "SELECT device, first_seen_ms FROM devices WHERE user = ?1
+                         ORDER BY first_seen_ms, device",
+                    )
                     .map_err(db_err)?;
                 let rows = stmt
                     .query_map(params![u.as_str()], |r| {
-                        Ok(DeviceId::new(r.get::<_, String>(0)?))
+                        Ok(DeviceInfo {
+                            device: DeviceId::new(r.get::<_, String>(0)?),
+                            first_seen_ms: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                        })
                     })
                     .map_err(db_err)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
@@ -89,5 +123,22 @@ impl DeviceStore for SqliteDevices {
         }
         known.insert(user.clone(), devices.clone());
         Ok(devices)
+    }
+
+    async fn remove(&self, user: &UserId, device: &DeviceId) -> Result<bool> {
+        let (u, d) = (user.clone(), device.clone());
+        let removed = self
+            .db
+            .write(move |c| {
+                c.exec(
+                    "DELETE FROM devices WHERE user = ?1 AND device = ?2",
+                    params![u.as_str(), d.as_str()],
+                )
+                .map(|n| n > 0)
+                .map_err(db_err)
+            })
+            .await?;
+        self.known.lock().remove(user);
+        Ok(removed)
     }
 }

@@ -200,6 +200,10 @@ pub const MIGRATIONS: &[&str] = &[
      DROP TABLE read_cursors;
      DROP TABLE delivered;
      DROP TABLE inbox;",
+    // 5: when each device first logged in, so the oldest can be found
+    // when a user reaches the device cap. Devices from before count as
+    // oldest.
+    "ALTER TABLE devices ADD COLUMN first_seen_ms INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.
