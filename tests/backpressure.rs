@@ -16,16 +16,6 @@ use imkit::proto::{Packet, PacketKind};
 use imkit::server::Limits;
 use tokio::io::AsyncWriteExt;
 
-/// This process's resident memory, in KiB.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn blob(len: usize) -> pb::Content {
     pb::Content {
         body: Some(pb::content::Body::Custom(pb::Custom {

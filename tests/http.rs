@@ -715,7 +715,48 @@ async fn files_upload_download_and_file_messages() {
         .expect("download");
     assert_eq!(got.status(), StatusCode::OK);
     assert_eq!(got.headers()["content-type"], "application/pdf");
+    assert_eq!(
+        got.headers()["content-disposition"],
+        "inline; filename=\"report.pdf\""
+    );
+    assert_eq!(got.headers()["x-content-type-options"], "nosniff");
     assert_eq!(got.bytes().await.expect("bytes").to_vec(), data);
+
+    // A page or an SVG comes back as an attachment, sandboxed and
+    // unsniffed, whatever type its uploader chose.
+    for (name, mime) in [("x.html", "text/html"), ("x.svg", "image/svg+xml")] {
+        let resp = api
+            .http
+            .post(api.url(&format!("/v1/files?name={name}")))
+            .bearer_auth(&alice)
+            .header("content-type", mime)
+            .body("<script>alert(document.cookie)</script>")
+            .send()
+            .await
+            .expect("upload");
+        let info: Value = resp.json().await.expect("json");
+        let fid = info["file_id"].as_str().expect("id");
+        let got = api
+            .http
+            .get(api.url(&format!("/v1/files/{fid}")))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .expect("download");
+        let h = got.headers();
+        assert_eq!(h["content-type"], mime);
+        let disposition = h["content-disposition"].to_str().expect("ascii");
+        assert!(
+            disposition.starts_with("attachment"),
+            "{name}: {disposition}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        let csp = h["content-security-policy"].to_str().expect("ascii");
+        assert!(
+            csp.contains("sandbox") && csp.contains("default-src 'none'"),
+            "{csp}"
+        );
+    }
     let (s, _) = api
         .call("GET", &format!("/v1/files/{id}"), None, None)
         .await;
@@ -868,4 +909,84 @@ async fn bad_input_gets_a_json_4xx() {
         StatusCode::OK
     );
     assert!(api.handle.connections() == 0);
+}
+
+/// The device cap: 32 devices log in, the 33rd is refused with 2009 while
+/// known devices still log in; the user lists their devices (oldest first)
+/// and removes the oldest, whose connection is kicked, and the 33rd logs
+/// in. An admin can do the same for any user.
+#[tokio::test]
+async fn a_user_past_the_device_cap_removes_the_oldest_device() {
+    let api = Api::start(Some(ADMIN_KEY)).await;
+    let alice = api.user("alice").await;
+    let mut sessions = Vec::new();
+    for i in 0..32 {
+        sessions.push(api.connect(&alice, &format!("dev{i:02}")).await);
+    }
+    let options = ClientOptions {
+        reconnect: false,
+        ..ClientOptions::default()
+    };
+    let (extra, _e) = Client::connect(&api.tcp.to_string(), options.clone())
+        .await
+        .expect("connect");
+    let err = extra
+        .login(&alice, "dev32")
+        .await
+        .expect_err("past the cap");
+    assert_eq!(
+        err.code(),
+        Some(imkit::proto::ErrorCode::TooManyDevices),
+        "{err}"
+    );
+    // A known device still logs in (replacing its own session).
+    drop(sessions.remove(5));
+    sessions.insert(5, api.connect(&alice, "dev05").await);
+
+    let (s, v) = api.call("GET", "/v1/me/devices", Some(&alice), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["max_devices"], 32);
+    let listed: Vec<&str> = v["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| d["device_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(listed.len(), 32);
+    assert_eq!(listed[0], "dev00", "oldest first");
+
+    let (s, v) = api
+        .call("DELETE", "/v1/me/devices/dev00", Some(&alice), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["sessions_closed"], 1);
+    let (_, events) = &mut sessions[0];
+    let reason = wait_for(events, |e| match e {
+        Event::Kicked { reason, .. } => Some(reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, pb::KickReason::DeviceRemoved);
+    let (s, _) = api
+        .call("DELETE", "/v1/me/devices/dev00", Some(&alice), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "already gone");
+    let (_new, _ne) = api.connect(&alice, "dev32").await;
+
+    // The admin sees and removes devices of any user.
+    let (s, v) = api
+        .admin("GET", "/v1/admin/users/alice/devices", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let listed = v["devices"].as_array().expect("devices");
+    assert_eq!(listed.len(), 32);
+    assert_eq!(listed[31]["device_id"], "dev32", "newest last");
+    let (s, v) = api
+        .admin("DELETE", "/v1/admin/users/alice/devices/dev01", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = api
+        .call("GET", "/v1/admin/users/alice/devices", Some(&alice), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a user is not an admin");
 }

@@ -3,27 +3,42 @@
 
 use std::time::Duration;
 
-use imkit_proto::{DEFAULT_MAX_CLIENT_FRAME, DEFAULT_MAX_SERVER_FRAME};
+use imkit_proto::{DEFAULT_MAX_CLIENT_FRAME, DEFAULT_MAX_PRELOGIN_FRAME, DEFAULT_MAX_SERVER_FRAME};
 
 /// The limits a server enforces per connection and overall.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Largest frame accepted from a client (default 256 KiB).
     pub max_inbound_frame: usize,
+    /// Largest frame accepted from a client that has not logged in yet
+    /// (default 4 KiB): a login request with a long token fits, and a
+    /// connection that never logs in cannot make the server buffer more.
+    pub max_prelogin_frame: usize,
     /// Largest frame sent to a client (default 8 MiB).
     pub max_outbound_frame: usize,
-    /// Most concurrent connections; more are refused with `Overloaded`
-    /// (default 100,000).
-    pub max_connections: usize,
+    /// Most concurrent chat connections (TCP and WebSocket together); more
+    /// are refused with `Overloaded`. `None` (the default) takes what the
+    /// open-file limit leaves after the HTTP API's share and the server's
+    /// own descriptors; a configured value the limit cannot honour stops
+    /// the server at start (see [`crate::fds`]).
+    pub max_connections: Option<usize>,
     /// Time a new connection has to log in (default 10 s).
     pub login_deadline: Duration,
     /// Heartbeat interval announced at login; a connection silent for two
     /// intervals is closed (default 30 s).
     pub heartbeat_interval: Duration,
-    /// Requests per second one connection may make (default 500).
+    /// Frames per second one connection may send (default 500). Every
+    /// frame counts, well-formed or not, before anything answers it; one
+    /// over the rate is answered `RateLimited` and the connection is not
+    /// read again until the rate allows another.
     pub rate_per_second: u32,
     /// Requests one connection may make in a burst (default 1,000).
     pub rate_burst: u32,
+    /// Frames a connection may have refused (malformed, of an unknown or
+    /// server-only type, or out of state) in a burst; one more is allowed
+    /// each second. Past it the connection is closed with
+    /// the last error as its reason (default 32).
+    pub max_bad_frames: u32,
     /// Frames queued for one connection's writer (default 1,024).
     pub queue_len: usize,
     /// Bytes queued for one connection's writer (default 512 KiB). A reply
@@ -58,12 +73,14 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_inbound_frame: DEFAULT_MAX_CLIENT_FRAME,
+            max_prelogin_frame: DEFAULT_MAX_PRELOGIN_FRAME,
             max_outbound_frame: DEFAULT_MAX_SERVER_FRAME,
-            max_connections: 100_000,
+            max_connections: None,
             login_deadline: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(30),
             rate_per_second: 500,
             rate_burst: 1_000,
+            max_bad_frames: 32,
             queue_len: 1_024,
             queue_bytes: 512 * 1024,
             live_push_bytes: 256 * 1024,
@@ -82,10 +99,18 @@ impl Limits {
         if self.max_inbound_frame < imkit_proto::MIN_FRAME_LEN {
             return bad("max_inbound_frame is below the 28-byte minimum frame");
         }
+        if self.max_prelogin_frame < imkit_proto::MIN_FRAME_LEN
+            || self.max_prelogin_frame > self.max_inbound_frame
+        {
+            return bad("max_prelogin_frame must be between 28 bytes and max_inbound_frame");
+        }
+        if self.max_bad_frames == 0 {
+            return bad("max_bad_frames must be positive");
+        }
         if self.max_outbound_frame < DEFAULT_MAX_CLIENT_FRAME.min(self.max_inbound_frame) {
             return bad("max_outbound_frame is too small to answer requests");
         }
-        if self.max_connections == 0 || self.queue_len == 0 {
+        if self.max_connections == Some(0) || self.queue_len == 0 {
             return bad("max_connections and queue_len must be positive");
         }
         if self.queue_bytes == 0 || self.live_push_bytes > self.queue_bytes {

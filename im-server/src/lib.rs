@@ -16,6 +16,7 @@
 pub mod cluster;
 mod config;
 mod error;
+pub mod fds;
 #[cfg(feature = "http")]
 pub mod http;
 mod outbox;

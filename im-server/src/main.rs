@@ -75,7 +75,8 @@ struct RunArgs {
     /// This node's id [default: node-1].
     #[arg(long)]
     node: Option<String>,
-    /// Most concurrent connections [default: 100000].
+    /// Most concurrent chat connections [default: what the open-file
+    /// limit allows after the HTTP share and 256 for the server itself].
     #[arg(long)]
     max_connections: Option<usize>,
     /// Largest client frame in bytes [default: 262144].
@@ -103,6 +104,14 @@ struct RunArgs {
     /// syncs [default: 262144].
     #[arg(long)]
     live_push_bytes: Option<usize>,
+    /// Largest frame accepted before login [default: 4096].
+    #[arg(long)]
+    max_prelogin_frame: Option<usize>,
+    /// Refused frames (malformed, unknown, out of state) a connection may
+    /// send in a burst before it is closed; one more each second
+    /// [default: 32].
+    #[arg(long)]
+    max_bad_frames: Option<u32>,
     /// Recall window in seconds [default: 120].
     #[arg(long)]
     recall_window_secs: Option<u64>,
@@ -127,6 +136,17 @@ struct RunArgs {
     /// Largest file upload in bytes [default: 16777216].
     #[arg(long)]
     max_file_bytes: Option<usize>,
+    /// Most HTTP connections at once [default: 4096, or an eighth of the
+    /// open-file budget if less].
+    #[arg(long)]
+    http_max_connections: Option<usize>,
+    /// Seconds an HTTP client has to send request headers, and that an
+    /// idle kept-alive connection stays open [default: 10].
+    #[arg(long)]
+    http_header_timeout_secs: Option<u64>,
+    /// HTTP requests handled at once [default: 256].
+    #[arg(long)]
+    http_max_requests: Option<usize>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -170,6 +190,8 @@ struct FileConfig {
     queue_len: Option<usize>,
     queue_bytes: Option<usize>,
     live_push_bytes: Option<usize>,
+    max_prelogin_frame: Option<usize>,
+    max_bad_frames: Option<u32>,
     recall_window_secs: Option<u64>,
     redis_url: Option<String>,
     redis_namespace: Option<String>,
@@ -178,6 +200,9 @@ struct FileConfig {
     admin_key: Option<String>,
     files: Option<PathBuf>,
     max_file_bytes: Option<usize>,
+    http_max_connections: Option<usize>,
+    http_header_timeout_secs: Option<u64>,
+    http_max_requests: Option<usize>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -258,7 +283,7 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
         max_connections: args
             .max_connections
             .or(file.max_connections)
-            .unwrap_or(defaults.max_connections),
+            .or(defaults.max_connections),
         max_inbound_frame: args
             .max_frame
             .or(file.max_frame)
@@ -285,6 +310,14 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
             .live_push_bytes
             .or(file.live_push_bytes)
             .unwrap_or(defaults.live_push_bytes),
+        max_prelogin_frame: args
+            .max_prelogin_frame
+            .or(file.max_prelogin_frame)
+            .unwrap_or(defaults.max_prelogin_frame),
+        max_bad_frames: args
+            .max_bad_frames
+            .or(file.max_bad_frames)
+            .unwrap_or(defaults.max_bad_frames),
         ..defaults
     };
     let engine_defaults = EngineConfig::default();
@@ -384,6 +417,15 @@ fn with_http(
             .max_file_bytes
             .or(file.max_file_bytes)
             .unwrap_or(defaults.max_file_bytes),
+        max_connections: args.http_max_connections.or(file.http_max_connections),
+        header_timeout: args
+            .http_header_timeout_secs
+            .or(file.http_header_timeout_secs)
+            .map_or(defaults.header_timeout, Duration::from_secs),
+        max_concurrent_requests: args
+            .http_max_requests
+            .or(file.http_max_requests)
+            .unwrap_or(defaults.max_concurrent_requests),
         ..defaults
     };
     if options.admin_key.is_none() {

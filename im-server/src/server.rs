@@ -158,6 +158,24 @@ impl ServerBuilder {
                 listeners.push((kind, l));
             }
         }
+        #[cfg(feature = "http")]
+        let http_max = self.http.as_ref().and_then(|(_, o)| o.max_connections);
+        #[cfg(not(feature = "http"))]
+        let http_max = None;
+        let fd_limit = crate::fds::raise_fd_limit()
+            .map_err(|e| ServerError::Config(format!("cannot read the open-file limit: {e}")))?;
+        let budget = crate::fds::budget(
+            fd_limit,
+            self.limits.max_connections,
+            http_max,
+            !http_addrs.is_empty(),
+        )?;
+        tracing::debug!(
+            fd_limit,
+            chat = budget.chat,
+            http = budget.http,
+            "connection budget"
+        );
         let stores = self.stores.unwrap_or_else(Stores::memory);
         // Revoked tokens, disabled accounts and the system user are refused
         // whatever checks the token itself.
@@ -201,7 +219,8 @@ impl ServerBuilder {
         });
         Ok(Server {
             listeners,
-            permits: Arc::new(Semaphore::new(self.limits.max_connections)),
+            permits: Arc::new(Semaphore::new(budget.chat)),
+            budget,
             shared,
             tracker: TaskTracker::new(),
             #[cfg(feature = "http")]
@@ -246,6 +265,7 @@ impl Kind {
 pub struct Server {
     listeners: Vec<(Kind, TcpListener)>,
     permits: Arc<Semaphore>,
+    budget: crate::fds::ConnectionBudget,
     shared: Arc<Shared>,
     tracker: TaskTracker,
     #[cfg(feature = "http")]
@@ -421,6 +441,26 @@ impl ServerHandle {
             .map(|h| h.outbox.peak_bytes())
     }
 
+    /// Forgets a user's device (making room under the device cap) and
+    /// closes its connection, on whichever node, with
+    /// `Kicked { DEVICE_REMOVED }`. Returns whether the user had the device
+    /// and how many connections were asked to close.
+    pub async fn remove_device(
+        &self,
+        user: &imkit_core::model::UserId,
+        device: &imkit_core::model::DeviceId,
+    ) -> Result<(bool, usize), ServerError> {
+        let removed = self.shared.engine.remove_device(user, device).await?;
+        let closed = self
+            .kick_user(
+                user,
+                Some(device),
+                imkit_proto::pb::KickReason::DeviceRemoved,
+            )
+            .await?;
+        Ok((removed, closed))
+    }
+
     /// Kicks a user's device off this node; returns whether it was here.
     pub fn kick(
         &self,
@@ -457,6 +497,12 @@ impl Server {
             .iter()
             .find(|(k, _)| *k == kind)
             .and_then(|(_, l)| l.local_addr().ok())
+    }
+
+    /// How many chat and HTTP connections this server takes at once, as
+    /// derived from the open-file limit (see [`crate::fds`]).
+    pub fn connection_budget(&self) -> crate::fds::ConnectionBudget {
+        self.budget
     }
 
     /// The first TCP listener's address.
@@ -497,6 +543,7 @@ impl Server {
         let Server {
             listeners,
             permits,
+            budget,
             shared,
             tracker,
             #[cfg(feature = "http")]
@@ -511,7 +558,12 @@ impl Server {
             if kind == Kind::Http {
                 #[cfg(feature = "http")]
                 if let Some(state) = http.clone() {
-                    tracker.spawn(crate::http::serve(listener, state, shared.shutdown.clone()));
+                    tracker.spawn(crate::http::serve(
+                        listener,
+                        state,
+                        budget.http,
+                        shared.shutdown.clone(),
+                    ));
                 }
                 continue;
             }
@@ -599,7 +651,8 @@ async fn connection(
     _permit: OwnedSemaphorePermit,
     shared: Arc<Shared>,
 ) {
-    let max = shared.limits.max_inbound_frame;
+    // Until login succeeds only small frames are read (see `session`).
+    let max = shared.limits.max_prelogin_frame;
     let (reader, writer) = match kind {
         // HTTP listeners are served by axum, never through here.
         Kind::Tcp | Kind::Http => transport::tcp(stream, max),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use imkit_core::auth::Authenticator;
 use imkit_core::model::{DeviceId, UserId};
@@ -45,12 +46,19 @@ struct Session {
     handle: ConnHandle,
     caller: Option<Caller>,
     limiter: DefaultDirectRateLimiter,
+    /// Budget of refused frames (see [`Session::refuse`]).
+    bad_frames: DefaultDirectRateLimiter,
     peer: String,
 }
 
 /// Most frames a session takes from a connection at once (those already
 /// read), so one client cannot hold its session in one batch for long.
 const MAX_PIPELINED: usize = 64;
+
+/// Refused frames regain one per second up to a burst of `max`.
+fn bad_frame_quota(max: u32) -> Quota {
+    Quota::per_second(NonZeroU32::MIN).allow_burst(NonZeroU32::new(max).unwrap_or(NonZeroU32::MIN))
+}
 
 /// Runs a connection to its end.
 pub(crate) async fn run(
@@ -71,11 +79,13 @@ pub(crate) async fn run(
     let quota =
         Quota::per_second(NonZeroU32::new(limits.rate_per_second).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(limits.rate_burst).unwrap_or(NonZeroU32::MIN));
+    let bad_frames = RateLimiter::direct(bad_frame_quota(limits.max_bad_frames));
     let mut session = Session {
         shared,
         handle,
         caller: None,
         limiter: RateLimiter::direct(quota),
+        bad_frames,
         peer,
     };
     crate::router::paced(session.read_loop(&mut reader)).await;
@@ -283,18 +293,41 @@ impl Session {
         let mut next = Some(first);
         let mut taken = 1;
         while let Some(frame) = next.take() {
-            match self.engine_request(&frame) {
-                Some(packet) if batched(&packet) => run.push((frame.header.packet_id, packet)),
-                Some(packet) => {
-                    // Its reply may be large: it is built, and queued, alone.
-                    self.run_requests(std::mem::take(&mut run)).await;
-                    self.run_requests(vec![(frame.header.packet_id, packet)])
-                        .await;
-                }
-                None => {
-                    self.run_requests(std::mem::take(&mut run)).await;
-                    if let Flow::Close = self.on_frame(frame).await {
-                        return Flow::Close;
+            // Every frame pays, good or bad, before anything answers it.
+            if let Err(not_until) = self.limiter.check() {
+                self.run_requests(std::mem::take(&mut run)).await;
+                let id = frame.header.packet_id;
+                self.error(
+                    id,
+                    ErrorCode::RateLimited,
+                    "request rate exceeded; retry later",
+                )
+                .await;
+                // Nothing more is read until a request is allowed again: a
+                // client over its rate waits in TCP back-pressure rather
+                // than drawing an error for every frame it sends.
+                tokio::time::sleep(not_until.wait_time_from(DefaultClock::default().now())).await;
+            } else {
+                match self.engine_request(&frame) {
+                    Some(packet) if batched(&packet) => {
+                        run.push((frame.header.packet_id, packet));
+                    }
+                    Some(packet) => {
+                        // Its reply may be large: it is built, and queued, alone.
+                        self.run_requests(std::mem::take(&mut run)).await;
+                        self.run_requests(vec![(frame.header.packet_id, packet)])
+                            .await;
+                    }
+                    None => {
+                        self.run_requests(std::mem::take(&mut run)).await;
+                        let logged_in = self.caller.is_some();
+                        if let Flow::Close = self.on_frame(frame).await {
+                            return Flow::Close;
+                        }
+                        if !logged_in && self.caller.is_some() {
+                            // Logged in: full-size frames from here on.
+                            reader.set_max(self.shared.limits.max_inbound_frame);
+                        }
                     }
                 }
             }
@@ -308,8 +341,8 @@ impl Session {
     }
 
     /// The packet of a frame that goes straight to the engine: a logged-in
-    /// client's request, within the rate limit. Anything else (and any
-    /// frame that needs an error answer) is for [`Session::on_frame`].
+    /// client's well-formed request. Anything else (and any frame that
+    /// needs an error answer) is for [`Session::on_frame`].
     fn engine_request(&self, frame: &Frame) -> Option<Packet> {
         self.caller.as_ref()?;
         let packet = Packet::from_frame(frame).ok()?;
@@ -318,10 +351,22 @@ impl Session {
                 packet,
                 Packet::Login(_) | Packet::Ping(_) | Packet::Logout(_)
             );
-        if !engine_handles || self.limiter.check().is_err() {
-            return None;
+        engine_handles.then_some(packet)
+    }
+
+    /// Answers a frame the protocol does not allow here (malformed, of an
+    /// unknown or server-only type, or out of state) with an error. Such frames are budgeted
+    /// ([`Limits::max_bad_frames`]); past the budget the connection is
+    /// closed with the error as its reason.
+    async fn refuse(&mut self, id: PacketId, code: ErrorCode, message: String) -> Flow {
+        if self.bad_frames.check().is_err() {
+            tracing::debug!(peer = %self.peer, ?code, "too many refused frames; closing");
+            let message = format!("{message}; too many refused frames, closing the connection");
+            self.close_with(code, message).await;
+            return Flow::Close;
         }
-        Some(packet)
+        self.error(id, code, message).await;
+        Flow::Continue
     }
 
     /// Runs requests through the engine together and answers each.
@@ -364,42 +409,25 @@ impl Session {
         let id = frame.header.packet_id;
         let packet = match Packet::from_frame(&frame) {
             Ok(p) => p,
-            Err(e) => {
-                self.error(id, e.code(), e.to_string()).await;
-                return Flow::Continue;
-            }
+            Err(e) => return self.refuse(id, e.code(), e.to_string()).await,
         };
         if packet.kind().sender() == Sender::Server {
-            self.error(
-                id,
-                ErrorCode::UnexpectedPacket,
-                format!("{:?} is sent by servers only", packet.kind()),
-            )
-            .await;
-            return Flow::Continue;
-        }
-        if self.limiter.check().is_err() {
-            self.error(
-                id,
-                ErrorCode::RateLimited,
-                "request rate exceeded; retry later",
-            )
-            .await;
-            return Flow::Continue;
+            let why = format!("{:?} is sent by servers only", packet.kind());
+            return self.refuse(id, ErrorCode::UnexpectedPacket, why).await;
         }
         let Some(caller) = self.caller.clone() else {
             return match packet {
                 Packet::Login(req) => self.login(id, req).await,
                 _ => {
-                    self.error(id, ErrorCode::NotLoggedIn, "log in first").await;
-                    Flow::Continue
+                    self.refuse(id, ErrorCode::NotLoggedIn, "log in first".into())
+                        .await
                 }
             };
         };
         match packet {
             Packet::Login(_) => {
-                self.error(id, ErrorCode::AlreadyLoggedIn, "already logged in")
-                    .await;
+                let why = "already logged in".into();
+                return self.refuse(id, ErrorCode::AlreadyLoggedIn, why).await;
             }
             Packet::Ping(p) => {
                 let pong = pb::Pong {
@@ -608,6 +636,7 @@ pub(crate) fn kick_message(reason: KickReason) -> &'static str {
         KickReason::TokenRevoked => "the login token was revoked",
         KickReason::SlowConsumer => "the connection could not keep up",
         KickReason::ServerShutdown => "the server is shutting down",
+        KickReason::DeviceRemoved => "this device was removed from the account",
         KickReason::Unspecified => "closed by the server",
     }
 }

@@ -16,7 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// Initial read buffer per TCP connection; it grows to the frame being read.
+/// Initial read buffer per TCP connection; it grows with the bytes of the
+/// frame being read (never to a length the peer only declared).
 const INITIAL_READ_BUFFER: usize = 256;
 
 /// Why reading stopped.
@@ -76,6 +77,13 @@ pub(crate) fn websocket(ws: Ws, max_inbound: usize) -> (FrameReader, FrameWriter
 }
 
 impl FrameReader {
+    /// Changes the largest frame accepted from here on (raised at login).
+    pub(crate) fn set_max(&mut self, new_max: usize) {
+        match self {
+            FrameReader::Tcp { max, .. } | FrameReader::Ws { max, .. } => *max = new_max,
+        }
+    }
+
     /// The next frame; `Ok(None)` when the peer closed cleanly.
     /// Cancel-safe: bytes already read stay buffered.
     pub(crate) async fn next(&mut self) -> Result<Option<Frame>, ReadError> {

@@ -213,6 +213,16 @@ impl Drop for Proxy {
     }
 }
 
+/// This process's resident memory, in KiB.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// A client speaking raw frames, for tests that must control reads and
 /// writes (not reading at all, pipelining without waiting).
 pub struct RawConn {

@@ -71,7 +71,9 @@ impl ApiError {
             | C::TokenExpired
             | C::TokenRevoked
             | C::LoginTimeout => StatusCode::UNAUTHORIZED,
-            C::UserDisabled | C::Forbidden | C::Blocked | C::NotMember => StatusCode::FORBIDDEN,
+            C::UserDisabled | C::Forbidden | C::Blocked | C::NotMember | C::TooManyDevices => {
+                StatusCode::FORBIDDEN
+            }
             C::NotFound => StatusCode::NOT_FOUND,
             C::Conflict | C::RecallWindowExpired => StatusCode::CONFLICT,
             C::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -2,12 +2,12 @@
 //! message carries (`File.blob_id`).
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use imkit_core::blob::BlobMeta;
+use futures::StreamExt;
+use imkit_core::blob::{BlobDraft, ChunkSource};
 use imkit_core::model::UserId;
 use imkit_proto::ErrorCode;
 use serde::Deserialize;
@@ -25,30 +25,59 @@ pub(crate) struct UploadArgs {
     name: Option<String>,
 }
 
+/// An upload's body as a [`ChunkSource`]: counts what arrives and stops at
+/// the size limit, so nothing past it is read or stored.
+struct Upload {
+    body: axum::body::BodyDataStream,
+    max: usize,
+    seen: usize,
+    too_large: bool,
+}
+
+#[async_trait::async_trait]
+impl ChunkSource for Upload {
+    async fn next_chunk(&mut self) -> std::io::Result<Option<Bytes>> {
+        match self.body.next().await {
+            None if self.seen == 0 => Err(std::io::Error::other("the file is empty")),
+            None => Ok(None),
+            Some(Err(e)) => Err(std::io::Error::other(e)),
+            Some(Ok(chunk)) => {
+                self.seen += chunk.len();
+                if self.seen > self.max {
+                    self.too_large = true;
+                    return Err(std::io::Error::other("the file is too large"));
+                }
+                Ok(Some(chunk))
+            }
+        }
+    }
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::FrameTooLarge,
+        format!("the file is larger than the {max} byte limit"),
+    )
+}
+
 /// `POST /v1/files?name=`: the body is the file; `Content-Type` is kept.
+/// The body streams to the blob store as it arrives (never buffered
+/// whole), within `max_file_bytes` and the body timeout.
 pub(crate) async fn upload(
     who: Principal,
     State(state): State<AppState>,
     QueryArgs(args): QueryArgs<UploadArgs>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let data = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::FrameTooLarge,
-                format!(
-                    "the file is larger than the {} byte limit",
-                    state.options.max_file_bytes
-                ),
-            )
-        } else {
-            ApiError::bad_request(r.body_text())
-        }
-    })?;
-    if data.is_empty() {
-        return Err(ApiError::bad_request("the file is empty"));
+    let max = state.options.max_file_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large(max));
     }
     let name = args.name.unwrap_or_default();
     if name.len() > MAX_FILE_NAME_BYTES || name.contains(['/', '\\', '\n', '\r']) {
@@ -65,8 +94,23 @@ pub(crate) async fn upload(
         Principal::Admin => UserId::system(),
         Principal::User(u) => u,
     };
-    let meta = BlobMeta::describe(&data, content_type, &name, owner, state.clock.now_ms());
-    state.blobs.put(meta.clone(), data).await?;
+    let draft = BlobDraft {
+        content_type: content_type.to_owned(),
+        name,
+        owner,
+        created_ms: state.clock.now_ms(),
+    };
+    let mut source = Upload {
+        body: body.into_data_stream(),
+        max,
+        seen: 0,
+        too_large: false,
+    };
+    let stored = state.blobs.put_stream(draft, &mut source).await;
+    if source.too_large {
+        return Err(too_large(max));
+    }
+    let meta = stored?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -79,7 +123,41 @@ pub(crate) async fn upload(
     ))
 }
 
+/// Media types a browser may show inline from the API's origin: they run
+/// no script (SVG does, so it is not here).
+const INLINE_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+    "image/bmp",
+    "application/pdf",
+];
+
+/// Whether a file of this media type is served inline: the safe images,
+/// PDF, audio and video. Anything else is an attachment, so a user's HTML
+/// never renders as a page of the API's origin.
+fn served_inline(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    INLINE_TYPES.contains(&essence.as_str())
+        || essence.starts_with("audio/")
+        || essence.starts_with("video/")
+}
+
+/// Sandboxes whatever a browser makes of a user's file: no script, no
+/// plugin, no request anywhere, and an origin of its own.
+const FILE_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox";
+
 /// `GET /v1/files/{file_id}`: the bytes, with their type, size and hash.
+/// The type is the uploader's, so the response is hardened: `nosniff`, an
+/// attachment unless the type is one of the safe inline ones, and a
+/// sandboxing `Content-Security-Policy`.
 pub(crate) async fn download(
     _: Principal,
     State(state): State<AppState>,
@@ -94,24 +172,69 @@ pub(crate) async fn download(
     let content_type = HeaderValue::from_str(&meta.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(FILE_CSP),
+    );
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", meta.sha256)) {
         headers.insert(header::ETAG, etag);
     }
-    if !meta.name.is_empty() {
-        let safe: String = meta
-            .name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_graphic() && c != '"' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
-            headers.insert(header::CONTENT_DISPOSITION, v);
+    let disposition = if served_inline(&meta.content_type) {
+        "inline"
+    } else {
+        "attachment"
+    };
+    let safe: String = meta
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let value = if safe.is_empty() {
+        HeaderValue::from_static(disposition)
+    } else {
+        HeaderValue::from_str(&format!("{disposition}; filename=\"{safe}\""))
+            .unwrap_or(HeaderValue::from_static(disposition))
+    };
+    headers.insert(header::CONTENT_DISPOSITION, value);
+    Ok((headers, data).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::served_inline;
+
+    #[test]
+    fn only_script_free_types_are_served_inline() {
+        for t in [
+            "image/png",
+            "IMAGE/JPEG",
+            "image/webp; q=1",
+            "audio/ogg",
+            "video/mp4",
+            "application/pdf",
+        ] {
+            assert!(served_inline(t), "{t}");
+        }
+        for t in [
+            "text/html",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "text/plain",
+            "application/javascript",
+            "",
+            "application/octet-stream",
+        ] {
+            assert!(!served_inline(t), "{t}");
         }
     }
-    Ok((headers, data).into_response())
 }

@@ -14,12 +14,15 @@
 //! the protocol's error codes.
 
 mod admin;
+mod devices;
 mod error;
 mod files;
 mod json;
+mod listener;
 mod user;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router as Axum;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
@@ -35,6 +38,7 @@ use crate::server::ServerHandle;
 
 pub use error::ApiError;
 pub(crate) use error::{JsonBody, PathArgs, QueryArgs, optional_json};
+pub(crate) use listener::serve;
 
 /// Settings of the HTTP API. Every limit has a default.
 #[derive(Clone)]
@@ -51,6 +55,24 @@ pub struct HttpOptions {
     pub default_token_ttl_secs: u64,
     /// Longest validity the admin API issues (default 30 days).
     pub max_token_ttl_secs: u64,
+    /// Most HTTP connections at once; more are answered 503 and closed.
+    /// `None` (the default) takes a share of the file-descriptor budget
+    /// that leaves the chat listeners theirs (see
+    /// [`Limits::max_connections`](crate::Limits::max_connections)).
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's headers, and how long a
+    /// kept-alive connection may sit idle between requests (default 10 s).
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body (default 60 s).
+    pub body_timeout: Duration,
+    /// Time a whole request may take, body and handling included; past it
+    /// the answer is 408 (default 120 s).
+    pub request_timeout: Duration,
+    /// Requests handled at once over all connections; more wait their turn
+    /// (default 256).
+    pub max_concurrent_requests: usize,
+    /// Largest request head (request line and headers) (default 16 KiB).
+    pub max_header_bytes: usize,
 }
 
 impl std::fmt::Debug for HttpOptions {
@@ -61,6 +83,12 @@ impl std::fmt::Debug for HttpOptions {
             .field("max_file_bytes", &self.max_file_bytes)
             .field("default_token_ttl_secs", &self.default_token_ttl_secs)
             .field("max_token_ttl_secs", &self.max_token_ttl_secs)
+            .field("max_connections", &self.max_connections)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_concurrent_requests", &self.max_concurrent_requests)
+            .field("max_header_bytes", &self.max_header_bytes)
             .finish()
     }
 }
@@ -73,6 +101,12 @@ impl Default for HttpOptions {
             max_file_bytes: 16 * 1024 * 1024,
             default_token_ttl_secs: 86_400,
             max_token_ttl_secs: 30 * 86_400,
+            max_connections: None,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(120),
+            max_concurrent_requests: 256,
+            max_header_bytes: 16 * 1024,
         }
     }
 }
@@ -134,6 +168,16 @@ pub(crate) fn route_table(
             get(a::presence),
         ),
         (
+            Method::GET,
+            "/v1/admin/users/{user_id}/devices",
+            get(devices::user_devices),
+        ),
+        (
+            Method::DELETE,
+            "/v1/admin/users/{user_id}/devices/{device_id}",
+            delete(devices::remove_user_device),
+        ),
+        (
             Method::POST,
             "/v1/admin/tokens/revoke",
             post(a::revoke_token),
@@ -154,6 +198,12 @@ pub(crate) fn route_table(
         (Method::POST, "/v1/admin/notifications", post(a::notify)),
         // User.
         (Method::GET, "/v1/me", get(u::me)),
+        (Method::GET, "/v1/me/devices", get(devices::my_devices)),
+        (
+            Method::DELETE,
+            "/v1/me/devices/{device_id}",
+            delete(devices::remove_my_device),
+        ),
         (Method::GET, "/v1/contacts", get(u::contacts)),
         (
             Method::POST,
@@ -310,23 +360,5 @@ impl FromRequestParts<AppState> for Principal {
         }
         let User(caller) = User::from_request_parts(parts, state).await?;
         Ok(Principal::User(caller.user))
-    }
-}
-
-/// Serves the API on `listener` until `shutdown`.
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(kind = "http", %addr, "listening");
-    }
-    let app = router(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "http server failed");
     }
 }
