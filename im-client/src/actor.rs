@@ -83,6 +83,8 @@ pub(crate) struct Actor {
     options: ClientOptions,
     conn: Option<Conn>,
     creds: Option<Creds>,
+    /// The token expired: mint a fresh one before the next login.
+    refresh_token: bool,
     events: mpsc::Sender<Event>,
     state: watch::Sender<ConnectionState>,
     pending: HashMap<PacketId, Pending>,
@@ -124,6 +126,7 @@ impl Actor {
             options,
             conn: Some(Conn { reader, writer }),
             creds: None,
+            refresh_token: false,
             events,
             state,
             pending: HashMap::new(),
@@ -383,6 +386,15 @@ impl Actor {
                 ) {
                     self.creds = None;
                 }
+                if reason == pb::KickReason::TokenExpired {
+                    // Reconnect with a fresh token if the app can mint
+                    // one, else stop: the old one is worthless.
+                    if self.options.token_refresh.is_some() {
+                        self.refresh_token = true;
+                    } else {
+                        self.creds = None;
+                    }
+                }
                 self.emit(Event::Kicked {
                     reason,
                     message: k.message,
@@ -487,8 +499,18 @@ impl Actor {
                         },
                         o => unexpected(&o),
                     };
-                    let retry =
-                        matches!(&err, ClientError::Server { code, .. } if code.is_retryable());
+                    let expired = matches!(
+                        &err,
+                        ClientError::Server {
+                            code: ErrorCode::TokenExpired,
+                            ..
+                        }
+                    ) && self.options.token_refresh.is_some();
+                    if expired {
+                        self.refresh_token = true;
+                    }
+                    let retry = expired
+                        || matches!(&err, ClientError::Server { code, .. } if code.is_retryable());
                     if let Some(reply) = self.login_pending.take() {
                         let _ = reply.send(Err(err));
                     }
@@ -785,6 +807,26 @@ impl Actor {
     }
 
     async fn reconnect(&mut self) {
+        if self.refresh_token {
+            self.refresh_token = false;
+            let fresh = match &self.options.token_refresh {
+                Some(refresh) => tokio::time::timeout(self.options.request_timeout, refresh.mint())
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            match (fresh, self.creds.as_mut()) {
+                (Some(token), Some(creds)) => creds.token = token,
+                _ => {
+                    tracing::debug!("no fresh token; not reconnecting");
+                    self.creds = None;
+                    self.fail_outbox(|| ClientError::NotLoggedIn);
+                    let _ = self.state.send(ConnectionState::Closed);
+                    return;
+                }
+            }
+        }
         if self.creds.is_none() {
             return;
         }

@@ -59,6 +59,42 @@ pub struct ClientOptions {
     /// turns it off). It recovers a wake-up the server lost (in a cluster,
     /// the bus between nodes may drop one) within this interval.
     pub idle_sync: Option<Duration>,
+    /// Mints a fresh login token when the server ends the session because
+    /// the token expired (`Kicked { TOKEN_EXPIRED }`, after an
+    /// [`Event::Kicked`]) or refuses a reconnect with 2003. The client
+    /// then reconnects with the new token. `None` (the default): the
+    /// client stops and the app logs in again itself.
+    pub token_refresh: Option<TokenRefresh>,
+}
+
+/// A callback that mints a fresh login token, usually by asking the app's
+/// backend; `None` from it means no token can be had, and the client
+/// stops. See [`ClientOptions::token_refresh`].
+#[derive(Clone)]
+pub struct TokenRefresh(
+    std::sync::Arc<dyn Fn() -> futures::future::BoxFuture<'static, Option<String>> + Send + Sync>,
+);
+
+impl TokenRefresh {
+    /// Wraps an async function that returns a fresh token.
+    pub fn new<F, Fut>(mint: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Option<String>> + Send + 'static,
+    {
+        TokenRefresh(std::sync::Arc::new(move || Box::pin(mint())))
+    }
+
+    /// Asks for a fresh token.
+    pub(crate) async fn mint(&self) -> Option<String> {
+        (self.0)().await
+    }
+}
+
+impl std::fmt::Debug for TokenRefresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenRefresh(..)")
+    }
 }
 
 impl Default for ClientOptions {
@@ -74,6 +110,7 @@ impl Default for ClientOptions {
             retry_delay: Duration::from_millis(200),
             ack_delay: Duration::from_millis(10),
             idle_sync: Some(Duration::from_secs(180)),
+            token_refresh: None,
         }
     }
 }

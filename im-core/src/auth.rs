@@ -13,13 +13,36 @@ use crate::model::UserId;
 use crate::store::AccountStore;
 use crate::{Error, Result};
 
+/// Who a login token names, and until when it is good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user.
+    pub user: UserId,
+    /// When the token expires, Unix seconds; a session it opened is closed
+    /// then (`Kicked { TOKEN_EXPIRED }`). `None`: it does not expire.
+    pub expires_at: Option<u64>,
+}
+
 /// Turns a login token into a user id. Plug in your own to accept your
 /// application's sessions.
 #[async_trait]
 pub trait Authenticator: Send + Sync + 'static {
     /// The user the token belongs to, or `InvalidToken` / `TokenExpired`.
     async fn authenticate(&self, token: &str) -> Result<UserId>;
+
+    /// The user and the token's expiry. The default knows no expiry;
+    /// override it so sessions end when their tokens do.
+    async fn identify(&self, token: &str) -> Result<Identity> {
+        Ok(Identity {
+            user: self.authenticate(token).await?,
+            expires_at: None,
+        })
+    }
 }
+
+/// The longest a built-in token may still have to live when it is used
+/// (30 days): one minted further ahead is refused.
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECS: u64 = 30 * 86_400;
 
 /// Tokens of the form `v1.<b64 user>.<expiry>.<b64 hmac>`, signed with a
 /// shared secret. Any backend that knows the secret can mint them.
@@ -27,6 +50,7 @@ pub trait Authenticator: Send + Sync + 'static {
 pub struct HmacAuthenticator {
     secret: Vec<u8>,
     clock: crate::Clock,
+    max_lifetime_secs: u64,
 }
 
 impl std::fmt::Debug for HmacAuthenticator {
@@ -46,7 +70,16 @@ impl HmacAuthenticator {
         HmacAuthenticator {
             secret: secret.into(),
             clock,
+            max_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
         }
+    }
+
+    /// Refuses tokens that expire more than `secs` from now (default
+    /// [`DEFAULT_MAX_TOKEN_LIFETIME_SECS`]), so a leaked token is worth at
+    /// most that long.
+    pub fn with_max_lifetime(mut self, secs: u64) -> Self {
+        self.max_lifetime_secs = secs;
+        self
     }
 
     fn mac(&self, body: &str) -> Hmac<Sha256> {
@@ -105,6 +138,11 @@ impl HmacAuthenticator {
                 now,
             });
         }
+        if expiry - now > self.max_lifetime_secs {
+            return Err(Error::InvalidToken(
+                "the token expires further ahead than the maximum lifetime",
+            ));
+        }
         let user = B64
             .decode(user)
             .ok()
@@ -119,6 +157,14 @@ impl HmacAuthenticator {
 impl Authenticator for HmacAuthenticator {
     async fn authenticate(&self, token: &str) -> Result<UserId> {
         self.verify(token)
+    }
+
+    async fn identify(&self, token: &str) -> Result<Identity> {
+        let (user, expiry) = self.inspect(token)?;
+        Ok(Identity {
+            user,
+            expires_at: Some(expiry),
+        })
     }
 }
 
@@ -155,7 +201,12 @@ impl AccountGuard {
 #[async_trait]
 impl Authenticator for AccountGuard {
     async fn authenticate(&self, token: &str) -> Result<UserId> {
-        let user = self.inner.authenticate(token).await?;
+        self.identify(token).await.map(|i| i.user)
+    }
+
+    async fn identify(&self, token: &str) -> Result<Identity> {
+        let identity = self.inner.identify(token).await?;
+        let user = &identity.user;
         if user.is_system() {
             return Err(Error::Forbidden(format!(
                 "{user} is reserved for server-side messages"
@@ -164,12 +215,12 @@ impl Authenticator for AccountGuard {
         if self.accounts.is_revoked(&token_id(token)).await? {
             return Err(Error::TokenRevoked);
         }
-        if let Some(account) = self.accounts.get(&user).await?
+        if let Some(account) = self.accounts.get(user).await?
             && account.disabled
         {
             return Err(Error::UserDisabled(user.to_string()));
         }
-        Ok(user)
+        Ok(identity)
     }
 }
 
@@ -200,6 +251,12 @@ mod tests {
             auth.verify(&token),
             Err(Error::TokenExpired { .. })
         ));
+        // A token that still has more than the maximum lifetime to live.
+        let long = auth.mint(&alice, DEFAULT_MAX_TOKEN_LIFETIME_SECS + 60);
+        assert!(matches!(auth.verify(&long), Err(Error::InvalidToken(_))));
+        let short = auth.clone().with_max_lifetime(30).mint(&alice, 60);
+        assert!(auth.clone().with_max_lifetime(30).verify(&short).is_err());
+        assert!(auth.verify(&short).is_ok(), "within the default");
         for junk in ["", "v1", "v1.a.b", "v2.YQ.1.x", "v1.YQ.notanumber.AAAA"] {
             assert!(auth.verify(junk).is_err(), "{junk:?} rejected");
         }

@@ -48,6 +48,8 @@ struct Session {
     limiter: DefaultDirectRateLimiter,
     /// Budget of refused frames (see [`Session::refuse`]).
     bad_frames: DefaultDirectRateLimiter,
+    /// When the login token expires; the session ends then.
+    token_expiry: Option<Instant>,
     peer: String,
 }
 
@@ -86,6 +88,7 @@ pub(crate) async fn run(
         caller: None,
         limiter: RateLimiter::direct(quota),
         bad_frames,
+        token_expiry: None,
         peer,
     };
     crate::router::paced(session.read_loop(&mut reader)).await;
@@ -219,7 +222,8 @@ impl Session {
         let idle = self.shared.limits.heartbeat_interval * 2;
         loop {
             let deadline = if self.caller.is_some() {
-                Instant::now() + idle
+                let idle_by = Instant::now() + idle;
+                self.token_expiry.map_or(idle_by, |t| t.min(idle_by))
             } else {
                 login_by
             };
@@ -243,6 +247,13 @@ impl Session {
                         "no login within the login deadline".into(),
                     )
                     .await;
+                    return;
+                }
+                Err(_) if self.token_expiry.is_some_and(|t| t <= Instant::now()) => {
+                    tracing::debug!(peer = %self.peer, "token expired");
+                    let reason = KickReason::TokenExpired;
+                    self.handle.kick(reason, kick_message(reason));
+                    self.send_kicked();
                     return;
                 }
                 Err(_) => {
@@ -463,8 +474,14 @@ impl Session {
     }
 
     async fn login(&mut self, id: PacketId, req: pb::LoginRequest) -> Flow {
-        let user = match self.shared.auth.authenticate(&req.token).await {
-            Ok(u) => u,
+        let user = match self.shared.auth.identify(&req.token).await {
+            Ok(identity) => {
+                self.token_expiry = identity.expires_at.map(|at| {
+                    let now = self.shared.engine.config().clock.now_ms() / 1000;
+                    Instant::now() + Duration::from_secs(at.saturating_sub(now))
+                });
+                identity.user
+            }
             Err(e) => {
                 self.error(id, e.code(), e.to_string()).await;
                 return Flow::Close;
@@ -637,6 +654,7 @@ pub(crate) fn kick_message(reason: KickReason) -> &'static str {
         KickReason::SlowConsumer => "the connection could not keep up",
         KickReason::ServerShutdown => "the server is shutting down",
         KickReason::DeviceRemoved => "this device was removed from the account",
+        KickReason::TokenExpired => "the login token expired; log in with a fresh one",
         KickReason::Unspecified => "closed by the server",
     }
 }
