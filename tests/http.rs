@@ -990,3 +990,65 @@ async fn a_user_past_the_device_cap_removes_the_oldest_device() {
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "a user is not an admin");
 }
+
+/// The group-add privacy setting over HTTP: a user who accepts group adds
+/// from friends only cannot be put in a stranger's group (403, 3002), and
+/// one who blocked the actor cannot either (403, 3004).
+#[tokio::test]
+async fn privacy_setting_and_block_stop_group_adds() {
+    let api = Api::start(Some(ADMIN_KEY)).await;
+    let alice = api.user("alice").await;
+    let bob = api.user("bob").await;
+    let (s, v) = api.call("GET", "/v1/me/privacy", Some(&alice), None).await;
+    assert_eq!(
+        (s, v["group_adds"].as_str()),
+        (StatusCode::OK, Some("anyone"))
+    );
+    let (s, v) = api
+        .call(
+            "PUT",
+            "/v1/me/privacy",
+            Some(&alice),
+            Some(json!({"group_adds": "friends"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["group_adds"].as_str()),
+        (StatusCode::OK, Some("friends"))
+    );
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/v1/me/privacy",
+            Some(&alice),
+            Some(json!({"group_adds": "everyone"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let group = json!({"name": "g", "member_ids": ["alice"]});
+    let (s, v) = api
+        .call("POST", "/v1/groups", Some(&bob), Some(group.clone()))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, 3002), "{v}");
+    // Back to anyone, but alice blocks bob.
+    api.call(
+        "PUT",
+        "/v1/me/privacy",
+        Some(&alice),
+        Some(json!({"group_adds": "anyone"})),
+    )
+    .await;
+    let (s, _) = api
+        .call(
+            "POST",
+            "/v1/contacts/blocks",
+            Some(&alice),
+            Some(json!({"user_id": "bob"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = api
+        .call("POST", "/v1/groups", Some(&bob), Some(group))
+        .await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, 3004), "{v}");
+}

@@ -441,6 +441,16 @@ pub struct DeviceLocation {
     pub node: NodeId,
 }
 
+/// Who may add a user to a group (a privacy setting of that user).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GroupAdds {
+    /// Anyone the user has not blocked (the default).
+    #[default]
+    Anyone,
+    /// Only the user's friends.
+    FriendsOnly,
+}
+
 /// A user's contacts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContactList {

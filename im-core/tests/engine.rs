@@ -1386,3 +1386,105 @@ async fn typing_is_relayed_and_not_stored() {
         "nothing stored"
     );
 }
+
+/// Who may add a user to groups follows the user's privacy setting:
+/// anyone by default, friends only once set, anyone again when set back.
+#[tokio::test]
+async fn group_adds_follow_the_privacy_setting() {
+    use imkit_proto::ErrorCode as C;
+    let w = World::new();
+    let alice = w.connect("alice", "phone").await;
+    let bob = w.connect("bob", "phone").await;
+    let carol = w.connect("carol", "phone").await;
+    let setting = |p: Result<Packet, Error>| match p.expect("friend list") {
+        Packet::FriendListResponse(r) => r.group_adds,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        setting(w.call(&alice, pb::FriendListRequest {}).await),
+        pb::GroupAddPolicy::Anyone as i32
+    );
+    w.call(
+        &alice,
+        pb::PrivacySetRequest {
+            group_adds: pb::GroupAddPolicy::Friends as i32,
+        },
+    )
+    .await
+    .expect("set");
+    assert_eq!(
+        setting(w.call(&alice, pb::FriendListRequest {}).await),
+        pb::GroupAddPolicy::Friends as i32
+    );
+    // An unknown policy is refused; UNSPECIFIED leaves the setting alone.
+    let bad = w
+        .call(&alice, pb::PrivacySetRequest { group_adds: 99 })
+        .await
+        .expect_err("unknown policy");
+    assert_eq!(bad.code(), C::InvalidArgument);
+    w.call(&alice, pb::PrivacySetRequest { group_adds: 0 })
+        .await
+        .expect("unspecified");
+    // A stranger cannot add her, neither at creation nor later.
+    let refused = w
+        .call(
+            &bob,
+            pb::GroupCreateRequest {
+                name: "strangers".into(),
+                avatar: String::new(),
+                member_ids: vec!["alice".into()],
+            },
+        )
+        .await
+        .expect_err("friends only");
+    assert_eq!(refused.code(), C::Forbidden);
+    let g = create_group(&w, &bob, &["carol"]).await;
+    let refused = w
+        .call(
+            &bob,
+            pb::GroupAddMembersRequest {
+                group_id: g.clone(),
+                user_ids: vec!["alice".into()],
+            },
+        )
+        .await
+        .expect_err("friends only");
+    assert_eq!(refused.code(), C::Forbidden);
+    // A friend can.
+    w.call(
+        &carol,
+        pb::FriendAddRequest {
+            user_id: "alice".into(),
+            message: String::new(),
+        },
+    )
+    .await
+    .expect("request");
+    w.call(
+        &alice,
+        pb::FriendAcceptRequest {
+            user_id: "carol".into(),
+        },
+    )
+    .await
+    .expect("accept");
+    create_group(&w, &carol, &["alice"]).await;
+    // Set back to anyone: the stranger can add her.
+    w.call(
+        &alice,
+        pb::PrivacySetRequest {
+            group_adds: pb::GroupAddPolicy::Anyone as i32,
+        },
+    )
+    .await
+    .expect("set");
+    w.call(
+        &bob,
+        pb::GroupAddMembersRequest {
+            group_id: g,
+            user_ids: vec!["alice".into()],
+        },
+    )
+    .await
+    .expect("added");
+}

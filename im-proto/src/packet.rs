@@ -240,6 +240,10 @@ packets! {
     UnblockResponse = 0x004B, pb::UnblockResponse, response: true, sender: Server;
     /// A contact relation changed.
     ContactEvent = 0x004C, pb::ContactEvent, response: false, sender: Server;
+    /// Set the caller's privacy settings.
+    PrivacySet = 0x004D, pb::PrivacySetRequest, response: false, sender: Client;
+    /// Privacy settings set.
+    PrivacySetResponse = 0x004E, pb::PrivacySetResponse, response: true, sender: Server;
 }
 
 impl Packet {

@@ -35,14 +35,47 @@ impl Engine {
 
     /// The caller's friends, requests and block list.
     pub async fn friend_list(&self, caller: &Caller) -> Result<pb::FriendListResponse> {
-        let l = self.inner.stores.contacts.list(&caller.user).await?;
+        let contacts = &self.inner.stores.contacts;
+        let l = contacts.list(&caller.user).await?;
+        let group_adds = match contacts.group_adds(&caller.user).await? {
+            GroupAdds::Anyone => pb::GroupAddPolicy::Anyone,
+            GroupAdds::FriendsOnly => pb::GroupAddPolicy::Friends,
+        };
         let strings = |v: Vec<UserId>| v.into_iter().map(|u| u.to_string()).collect();
         Ok(pb::FriendListResponse {
             friends: strings(l.friends),
             incoming: strings(l.incoming),
             outgoing: strings(l.outgoing),
             blocked: strings(l.blocked),
+            group_adds: group_adds as i32,
         })
+    }
+
+    /// Sets the caller's privacy settings (who may add them to groups).
+    pub async fn privacy_set(
+        &self,
+        caller: &Caller,
+        req: pb::PrivacySetRequest,
+    ) -> Result<pb::PrivacySetResponse> {
+        let policy = match pb::GroupAddPolicy::try_from(req.group_adds) {
+            Ok(pb::GroupAddPolicy::Unspecified) => None,
+            Ok(pb::GroupAddPolicy::Anyone) => Some(GroupAdds::Anyone),
+            Ok(pb::GroupAddPolicy::Friends) => Some(GroupAdds::FriendsOnly),
+            Err(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown group_adds policy {}",
+                    req.group_adds
+                )));
+            }
+        };
+        if let Some(policy) = policy {
+            self.inner
+                .stores
+                .contacts
+                .set_group_adds(&caller.user, policy)
+                .await?;
+        }
+        Ok(pb::PrivacySetResponse {})
     }
 
     /// Sends a friend request, or completes one the other user sent.

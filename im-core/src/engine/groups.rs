@@ -120,8 +120,10 @@ impl Engine {
         self.fan_out(&appended.message, audience, caller).await
     }
 
-    /// Fails with [`Error::Blocked`] if any of `users` has blocked `actor`:
-    /// nobody is put in a group by someone they blocked.
+    /// Fails with [`Error::Blocked`] if any of `users` has blocked `actor`,
+    /// and with [`Error::Forbidden`] if one accepts group adds from friends
+    /// only and `actor` is not one: nobody is put in a group without their
+    /// consent.
     async fn consent(&self, actor: &UserId, users: &[UserId]) -> Result<()> {
         let contacts = &self.inner.stores.contacts;
         for u in users.iter().filter(|u| *u != actor) {
@@ -130,6 +132,13 @@ impl Engine {
                     sender: actor.to_string(),
                     recipient: u.to_string(),
                 });
+            }
+            if contacts.group_adds(u).await? == GroupAdds::FriendsOnly
+                && !contacts.list(u).await?.friends.contains(actor)
+            {
+                return Err(Error::Forbidden(format!(
+                    "{u} may be added to groups by friends only"
+                )));
             }
         }
         Ok(())

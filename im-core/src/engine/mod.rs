@@ -316,6 +316,9 @@ impl Engine {
                 .map(P::FriendRemoveResponse),
             P::Block(r) => self.block(caller, r).await?.map(P::BlockResponse),
             P::Unblock(r) => self.unblock(caller, r).await?.map(P::UnblockResponse),
+            P::PrivacySet(r) => {
+                Outcome::reply(P::PrivacySetResponse(self.privacy_set(caller, r).await?))
+            }
             P::Typing(r) => {
                 let pushes = self.typing(caller, r).await?;
                 // Typing has no response; the transport drops this reply.

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 
 use crate::Result;
-use crate::model::{ContactList, FriendRequestOutcome, UserId};
+use crate::model::{ContactList, FriendRequestOutcome, GroupAdds, UserId};
 
 /// Friends, friend requests and block lists.
 #[async_trait]
@@ -28,4 +28,10 @@ pub trait ContactStore: Send + Sync + 'static {
 
     /// Whether `user` has blocked `other`.
     async fn is_blocked(&self, user: &UserId, other: &UserId) -> Result<bool>;
+
+    /// Who may add `user` to groups ([`GroupAdds::Anyone`] until set).
+    async fn group_adds(&self, user: &UserId) -> Result<GroupAdds>;
+
+    /// Sets who may add `user` to groups.
+    async fn set_group_adds(&self, user: &UserId, policy: GroupAdds) -> Result<()>;
 }

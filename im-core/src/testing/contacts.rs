@@ -60,6 +60,24 @@ pub async fn contact_suite(store: Arc<dyn ContactStore>) {
     assert_eq!(store.list(&a).await.expect("list").blocked, vec![b.clone()]);
     assert!(store.unblock(&a, &b).await.expect("unblock"));
     assert!(!store.unblock(&a, &b).await.expect("unblock twice"));
+
+    // The group-add privacy setting: anyone until set, per user, and it
+    // can be set back.
+    assert_eq!(store.group_adds(&a).await.expect("get"), GroupAdds::Anyone);
+    store
+        .set_group_adds(&a, GroupAdds::FriendsOnly)
+        .await
+        .expect("set");
+    assert_eq!(
+        store.group_adds(&a).await.expect("get"),
+        GroupAdds::FriendsOnly
+    );
+    assert_eq!(store.group_adds(&b).await.expect("get"), GroupAdds::Anyone);
+    store
+        .set_group_adds(&a, GroupAdds::Anyone)
+        .await
+        .expect("set");
+    assert_eq!(store.group_adds(&a).await.expect("get"), GroupAdds::Anyone);
     assert!(!store.is_blocked(&a, &b).await.expect("blocked"));
 
     // Concurrent mutual requests: both end as friends, nothing dangling.

@@ -28,7 +28,7 @@ use axum::Router as Axum;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use imkit_core::auth::{Authenticator, HmacAuthenticator};
 use imkit_core::blob::BlobStore;
 use imkit_core::model::{DeviceId, UserId};
@@ -199,6 +199,8 @@ pub(crate) fn route_table(
         // User.
         (Method::GET, "/v1/me", get(u::me)),
         (Method::GET, "/v1/me/devices", get(devices::my_devices)),
+        (Method::GET, "/v1/me/privacy", get(u::privacy)),
+        (Method::PUT, "/v1/me/privacy", put(u::set_privacy)),
         (
             Method::DELETE,
             "/v1/me/devices/{device_id}",

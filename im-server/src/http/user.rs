@@ -105,6 +105,53 @@ pub(crate) async fn friend_remove(
     Ok(ok())
 }
 
+/// The privacy settings as JSON: `{"group_adds": "anyone" | "friends"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Privacy {
+    group_adds: GroupAddsJson,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum GroupAddsJson {
+    Anyone,
+    Friends,
+}
+
+fn privacy_json(policy: i32) -> Json<Value> {
+    let group_adds = if policy == pb::GroupAddPolicy::Friends as i32 {
+        "friends"
+    } else {
+        "anyone"
+    };
+    Json(json!({ "group_adds": group_adds }))
+}
+
+/// `GET /v1/me/privacy`: who may add the caller to groups.
+pub(crate) async fn privacy(User(caller): User, State(state): State<AppState>) -> Answer {
+    let l = state.server.engine().friend_list(&caller).await?;
+    Ok(privacy_json(l.group_adds))
+}
+
+/// `PUT /v1/me/privacy`: sets who may add the caller to groups.
+pub(crate) async fn set_privacy(
+    User(caller): User,
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<Privacy>,
+) -> Answer {
+    let policy = match req.group_adds {
+        GroupAddsJson::Anyone => pb::GroupAddPolicy::Anyone,
+        GroupAddsJson::Friends => pb::GroupAddPolicy::Friends,
+    } as i32;
+    state
+        .server
+        .engine()
+        .privacy_set(&caller, pb::PrivacySetRequest { group_adds: policy })
+        .await?;
+    Ok(privacy_json(policy))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Block {

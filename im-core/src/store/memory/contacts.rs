@@ -15,6 +15,7 @@ struct UserContacts {
     incoming: BTreeSet<UserId>,
     outgoing: BTreeSet<UserId>,
     blocked: BTreeSet<UserId>,
+    group_adds: GroupAdds,
 }
 
 /// In-memory [`ContactStore`]. One lock, so two-sided changes are atomic.
@@ -110,5 +111,23 @@ impl ContactStore for MemoryContacts {
             .lock()
             .get(user)
             .is_some_and(|c| c.blocked.contains(other)))
+    }
+
+    async fn group_adds(&self, user: &UserId) -> Result<GroupAdds> {
+        Ok(self
+            .users
+            .lock()
+            .get(user)
+            .map(|c| c.group_adds)
+            .unwrap_or_default())
+    }
+
+    async fn set_group_adds(&self, user: &UserId, policy: GroupAdds) -> Result<()> {
+        self.users
+            .lock()
+            .entry(user.clone())
+            .or_default()
+            .group_adds = policy;
+        Ok(())
     }
 }

@@ -154,4 +154,26 @@ impl ContactStore for RedisContacts {
             .await
             .map_err(err)
     }
+
+    async fn group_adds(&self, user: &UserId) -> Result<GroupAdds> {
+        let mut c = self.0.connection();
+        let v: Option<String> = c
+            .get(self.0.key(&["privacy", "group_adds", user.as_str()]))
+            .await
+            .map_err(err)?;
+        Ok(match v.as_deref() {
+            Some("friends") => GroupAdds::FriendsOnly,
+            _ => GroupAdds::Anyone,
+        })
+    }
+
+    async fn set_group_adds(&self, user: &UserId, policy: GroupAdds) -> Result<()> {
+        let mut c = self.0.connection();
+        let key = self.0.key(&["privacy", "group_adds", user.as_str()]);
+        match policy {
+            GroupAdds::Anyone => c.del::<_, ()>(key).await,
+            GroupAdds::FriendsOnly => c.set::<_, _, ()>(key, "friends").await,
+        }
+        .map_err(err)
+    }
 }

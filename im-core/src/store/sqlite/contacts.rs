@@ -22,6 +22,7 @@ type BlockList = Arc<std::collections::HashSet<UserId, foldhash::fast::RandomSta
 pub struct SqliteContacts {
     db: Arc<Db>,
     blocked: Arc<Cached<UserId, BlockList>>,
+    group_adds: Arc<Cached<UserId, GroupAdds>>,
 }
 
 impl SqliteContacts {
@@ -30,6 +31,7 @@ impl SqliteContacts {
         SqliteContacts {
             db,
             blocked: Arc::new(Cached::new(CACHED_BLOCK_LISTS)),
+            group_adds: Arc::new(Cached::new(CACHED_BLOCK_LISTS)),
         }
     }
 
@@ -208,5 +210,53 @@ impl ContactStore for SqliteContacts {
         let blocked = list.contains(other);
         self.blocked.fill(user.clone(), list, seen);
         Ok(blocked)
+    }
+
+    async fn group_adds(&self, user: &UserId) -> Result<GroupAdds> {
+        if let Some(policy) = self.group_adds.get(user) {
+            return Ok(policy);
+        }
+        let seen = self.group_adds.generation();
+        let u = user.clone();
+        let friends_only = self
+            .db
+            .read(move |c| {
+                c.row(
+                    "SELECT group_adds FROM privacy WHERE user = ?1",
+                    params![u.as_str()],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()
+                .map_err(db_err)
+            })
+            .await?
+            == Some(1);
+        let policy = if friends_only {
+            GroupAdds::FriendsOnly
+        } else {
+            GroupAdds::Anyone
+        };
+        self.group_adds.fill(user.clone(), policy, seen);
+        Ok(policy)
+    }
+
+    async fn set_group_adds(&self, user: &UserId, policy: GroupAdds) -> Result<()> {
+        let u = user.clone();
+        let value = i64::from(policy == GroupAdds::FriendsOnly);
+        self.group_adds.invalidate(user);
+        let r = self
+            .db
+            .write(move |c| {
+                c.exec(
+                    "INSERT INTO privacy (user, group_adds) VALUES (?1, ?2)
+                     ON CONFLICT (user) DO UPDATE SET group_adds = excluded.group_adds",
+                    params![u.as_str(), value],
+                )
+                .map(|_| ())
+                .map_err(db_err)
+            })
+            .await;
+        self.group_adds.invalidate(user);
+        r
     }
 }

@@ -204,6 +204,11 @@ pub const MIGRATIONS: &[&str] = &[
     // when a user reaches the device cap. Devices from before count as
     // oldest.
     "ALTER TABLE devices ADD COLUMN first_seen_ms INTEGER NOT NULL DEFAULT 0;",
+    // 6: privacy settings (who may add a user to groups: 1 = friends only).
+    "CREATE TABLE privacy (
+        user       TEXT    PRIMARY KEY,
+        group_adds INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.
