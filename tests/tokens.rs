@@ -1,7 +1,10 @@
-//! Tokens that expire during a session, over real sockets: the server ends
-//! the session at the token's expiry with `Kicked { TOKEN_EXPIRED }`; an
-//! SDK with a token-refresh callback reconnects with a fresh token and
-//! loses nothing, and one without stops.
+//! Login tokens over real sockets: standard JWTs minted by "another
+//! team's backend" with an ordinary JWT library (HS256 with the shared
+//! secret; EdDSA with a private key while the server holds only the public
+//! key); and tokens that expire during a session: the server ends it at the
+//! token's expiry with `Kicked { TOKEN_EXPIRED }`; an SDK with a
+//! token-refresh callback reconnects with a fresh token and loses nothing,
+//! and one without stops.
 
 mod common;
 
@@ -97,5 +100,90 @@ async fn without_a_refresh_callback_the_client_stops_at_expiry() {
     })
     .await;
     assert!(closed.is_ok(), "the client stopped");
+    server.stop().await;
+}
+
+/// What a backend in any language does: sign `{sub, exp, iat, nbf, jti}`.
+fn backend_jwt(
+    alg: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+    user: &str,
+) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = serde_json::json!({
+        "sub": user, "exp": now + 600, "iat": now, "nbf": now, "jti": format!("{user}-1"),
+    });
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, key).expect("sign")
+}
+
+async fn chat_with(addr: &str, alice_token: &str) {
+    let (alice, _a) = Client::connect(addr, ClientOptions::default())
+        .await
+        .expect("connect");
+    alice.login(alice_token, "phone").await.expect("JWT login");
+    let (_bob, mut bob_ev) = login(addr, "bob", "phone").await;
+    alice
+        .send_text(Peer::user("bob"), "signed elsewhere")
+        .await
+        .expect("SENT");
+    assert_eq!(
+        text_of(&messages(&mut bob_ev, 1).await[0]),
+        "signed elsewhere"
+    );
+}
+
+#[tokio::test]
+async fn a_backends_hs256_jwt_logs_in() {
+    let server = TestServer::start().await;
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).expect("key");
+    let token = backend_jwt(jsonwebtoken::Algorithm::HS256, &key, "alice");
+    chat_with(&server.tcp.to_string(), &token).await;
+    // A token signed with another secret does not.
+    let other = jsonwebtoken::EncodingKey::from_secret(b"not the secret").expect("key");
+    let forged = backend_jwt(jsonwebtoken::Algorithm::HS256, &other, "alice");
+    let (c, _e) = Client::connect(&server.tcp.to_string(), ClientOptions::default())
+        .await
+        .expect("connect");
+    let err = c.login(&forged, "phone").await.expect_err("forged");
+    assert_eq!(err.code(), Some(imkit::proto::ErrorCode::InvalidToken));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_eddsa_jwt_is_checked_with_the_public_key_alone() {
+    // A key pair made with `openssl genpkey -algorithm ed25519`, for tests.
+    const PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKOnDN+cuhetJGDi+k0Lbq3gA2+UpuT6xnnkJat4zxBh\n-----END PRIVATE KEY-----\n";
+    const PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAJoVx/QGhU1L89v0v7S7iK0eFklcrkeDtbhXQUu6grXg=\n-----END PUBLIC KEY-----\n";
+    use imkit::core::auth::{JwtAlgorithm, JwtAuthenticator};
+    // Bob logs in with the same kind of token: the server has no secret.
+    let verifier = JwtAuthenticator::public_key(
+        JwtAlgorithm::EdDsa,
+        PUBLIC.as_bytes(),
+        imkit::core::Clock::system(),
+    )
+    .expect("public key");
+    let server = TestServer::custom(|b| b.jwt(verifier)).await;
+    let key = jsonwebtoken::EncodingKey::from_ed_pem(PRIVATE.as_bytes()).expect("key");
+    let alice = backend_jwt(jsonwebtoken::Algorithm::EdDSA, &key, "alice");
+    let bob = backend_jwt(jsonwebtoken::Algorithm::EdDSA, &key, "bob");
+    let addr = server.tcp.to_string();
+    let (a, _a) = Client::connect(&addr, ClientOptions::default())
+        .await
+        .expect("connect");
+    a.login(&alice, "phone").await.expect("alice");
+    let (b, mut b_ev) = Client::connect(&addr, ClientOptions::default())
+        .await
+        .expect("connect");
+    b.login(&bob, "phone").await.expect("bob");
+    a.send_text(Peer::user("bob"), "hi").await.expect("SENT");
+    assert_eq!(text_of(&messages(&mut b_ev, 1).await[0]), "hi");
+    // The shared-secret tokens of other servers mean nothing here.
+    let (c, _c) = Client::connect(&addr, ClientOptions::default())
+        .await
+        .expect("connect");
+    assert!(c.login(&token("carol"), "phone").await.is_err());
     server.stop().await;
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use imkit_core::EngineConfig;
-use imkit_core::auth::HmacAuthenticator;
+use imkit_core::auth::{JwtAlgorithm, JwtAuthenticator};
 use imkit_core::model::{NodeId, UserId};
 use imkit_core::store::Stores;
 use imkit_server::{Limits, Server, ServerError};
@@ -147,6 +147,17 @@ struct RunArgs {
     /// HTTP requests handled at once [default: 256].
     #[arg(long)]
     http_max_requests: Option<usize>,
+    /// Check login JWTs with this public key (PEM) instead of the shared
+    /// secret: your backend signs them with the private key, and this
+    /// server cannot mint any [default: off, HS256 with the secret].
+    #[arg(long)]
+    jwt_public_key: Option<PathBuf>,
+    /// The public key's algorithm: eddsa or rs256 [default: eddsa].
+    #[arg(long)]
+    jwt_algorithm: Option<String>,
+    /// Require login JWTs to carry this `aud` [default: aud not checked].
+    #[arg(long)]
+    jwt_audience: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -203,6 +214,9 @@ struct FileConfig {
     http_max_connections: Option<usize>,
     http_header_timeout_secs: Option<u64>,
     http_max_requests: Option<usize>,
+    jwt_public_key: Option<PathBuf>,
+    jwt_algorithm: Option<String>,
+    jwt_audience: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -236,6 +250,48 @@ fn load_file(path: Option<&Path>) -> Result<FileConfig, ServerError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
+}
+
+/// How login tokens are checked: HS256 JWTs with the shared secret (and
+/// imkit's older `v1.` tokens), or JWTs signed elsewhere and checked with a
+/// public key; with an audience if one is configured.
+fn login_tokens(
+    args: &RunArgs,
+    file: &FileConfig,
+    secret: Vec<u8>,
+    clock: imkit_core::Clock,
+) -> Result<JwtAuthenticator, ServerError> {
+    let jwt = match args.jwt_public_key.clone().or(file.jwt_public_key.clone()) {
+        Some(path) => {
+            let pem = std::fs::read(&path)
+                .map_err(|e| ServerError::Config(format!("cannot read {}: {e}", path.display())))?;
+            let alg = match args
+                .jwt_algorithm
+                .clone()
+                .or(file.jwt_algorithm.clone())
+                .unwrap_or_else(|| "eddsa".into())
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "eddsa" => JwtAlgorithm::EdDsa,
+                "rs256" => JwtAlgorithm::Rs256,
+                other => {
+                    return Err(ServerError::Config(format!(
+                        "--jwt-algorithm {other}: expected eddsa or rs256"
+                    )));
+                }
+            };
+            tracing::info!(key = %path.display(), ?alg, "login tokens checked with a public key");
+            JwtAuthenticator::public_key(alg, &pem, clock)?
+        }
+        None => JwtAuthenticator::hs256(secret, clock)?,
+    };
+    Ok(
+        match args.jwt_audience.clone().or(file.jwt_audience.clone()) {
+            Some(aud) => jwt.with_audience(&aud),
+            None => jwt,
+        },
+    )
 }
 
 /// The secret from the flag, the file's `secret`, or the secret file
@@ -272,7 +328,8 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
     let args = match &cli.command {
         Some(Command::Token { user, ttl }) => {
             let user = UserId::parse(user)?;
-            println!("{}", HmacAuthenticator::new(secret).mint(&user, *ttl));
+            let jwt = JwtAuthenticator::hs256(secret, imkit_core::Clock::system())?;
+            println!("{}", jwt.mint(&user, *ttl)?);
             return Ok(());
         }
         Some(Command::Run(args)) => (**args).clone(),
@@ -377,10 +434,11 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
         .clone()
         .or(file.ws.clone())
         .unwrap_or_else(|| "0.0.0.0:7401".into());
+    let jwt = login_tokens(&args, &file, secret, engine_config.clock.clone())?;
     let mut builder = Server::builder()
         .stores(stores)
         .engine_config(engine_config)
-        .token_secret(secret)
+        .jwt(jwt)
         .limits(limits)
         .tcp(tcp);
     if let Some(addr) = args.http.clone().or(file.http.clone()) {

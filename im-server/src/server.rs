@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use imkit_core::auth::{AccountGuard, Authenticator, HmacAuthenticator};
+use imkit_core::auth::{AccountGuard, Authenticator, JwtAuthenticator};
 use imkit_core::push::{LogPushNotifier, PushNotifier};
 use imkit_core::store::Stores;
 use imkit_core::{Engine, EngineConfig};
@@ -33,7 +33,9 @@ pub struct ServerBuilder {
     limits: Limits,
     tcp: Vec<String>,
     ws: Vec<String>,
-    minter: Option<HmacAuthenticator>,
+    minter: Option<JwtAuthenticator>,
+    /// Why the configured token secret cannot be used, reported at bind.
+    auth_error: Option<String>,
     #[cfg(feature = "http")]
     http: Option<(String, crate::http::HttpOptions)>,
     #[cfg(feature = "http")]
@@ -69,13 +71,26 @@ impl ServerBuilder {
         self
     }
 
-    /// Checks login tokens with the built-in HMAC scheme and this secret
-    /// (and lets the HTTP admin API issue and revoke them).
+    /// Checks login tokens as HS256 JWTs signed with this secret (and
+    /// imkit's older `v1.` tokens), and lets the HTTP admin API issue and
+    /// revoke them. The secret must not be empty.
     pub fn token_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
         let clock = self.engine_config.clock.clone();
-        let hmac = HmacAuthenticator::with_clock(secret, clock);
-        self.minter = Some(hmac.clone());
-        self.authenticator(Arc::new(hmac))
+        match JwtAuthenticator::hs256(secret, clock) {
+            Ok(jwt) => self.jwt(jwt),
+            Err(e) => {
+                self.auth_error = Some(format!("the token secret cannot be used: {e}"));
+                self
+            }
+        }
+    }
+
+    /// Checks login tokens as JWTs with `jwt` (a shared secret or a public
+    /// key); the HTTP admin API revokes them, and issues them when `jwt`
+    /// holds the secret.
+    pub fn jwt(mut self, jwt: JwtAuthenticator) -> Self {
+        self.minter = Some(jwt.clone());
+        self.authenticator(Arc::new(jwt))
     }
 
     /// Serves the HTTP API on `addr` with these options (feature `http`).
@@ -127,6 +142,9 @@ impl ServerBuilder {
     /// Binds the listeners. Nothing is accepted until [`Server::run`].
     pub async fn bind(self) -> Result<Server, ServerError> {
         self.limits.validate()?;
+        if let Some(why) = self.auth_error {
+            return Err(ServerError::Config(why));
+        }
         let auth = self.auth.ok_or_else(|| {
             ServerError::Config("an authenticator (or token secret) is required".into())
         })?;
@@ -485,6 +503,7 @@ impl Server {
             tcp: Vec::new(),
             ws: Vec::new(),
             minter: None,
+            auth_error: None,
             #[cfg(feature = "http")]
             http: None,
             #[cfg(feature = "http")]

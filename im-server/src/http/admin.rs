@@ -172,13 +172,18 @@ pub(crate) async fn issue_token(
 ) -> Created {
     let req: IssueToken = optional_json(&body)?;
     let user = user_id(&user)?;
-    let minter = state.minter.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            ErrorCode::Forbidden,
-            "this server checks logins with a custom authenticator; it cannot issue tokens",
-        )
-    })?;
+    let minter = state
+        .minter
+        .as_ref()
+        .filter(|m| m.can_mint())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                ErrorCode::Forbidden,
+                "this server does not hold the signing key (a custom authenticator or a \
+                 public key); it cannot issue tokens",
+            )
+        })?;
     let a = account(&state, &user).await?;
     if a.disabled {
         return Err(imkit_core::Error::UserDisabled(user.to_string()).into());
@@ -191,7 +196,7 @@ pub(crate) async fn issue_token(
         )));
     }
     let expires_at = state.clock.now_ms() / 1000 + ttl;
-    let token = minter.mint_until(&user, expires_at);
+    let token = minter.mint_until(&user, expires_at)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

@@ -29,7 +29,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use axum::routing::{MethodRouter, delete, get, post, put};
-use imkit_core::auth::{Authenticator, HmacAuthenticator};
+use imkit_core::auth::{Authenticator, JwtAuthenticator};
 use imkit_core::blob::BlobStore;
 use imkit_core::model::{DeviceId, UserId};
 use imkit_core::{Caller, Clock};
@@ -119,7 +119,7 @@ pub(crate) struct AppState {
     pub(crate) auth: Arc<dyn Authenticator>,
     /// Issues and inspects tokens; `None` when the server uses a custom
     /// authenticator instead of the built-in tokens.
-    pub(crate) minter: Option<HmacAuthenticator>,
+    pub(crate) minter: Option<JwtAuthenticator>,
     pub(crate) blobs: Arc<dyn BlobStore>,
     pub(crate) options: Arc<HttpOptions>,
     pub(crate) clock: Clock,

@@ -1,5 +1,13 @@
-//! Login authentication: the [`Authenticator`] hook and the built-in
-//! HMAC-SHA256 token scheme documented in docs/protocol.md ("Tokens").
+//! Login authentication: the [`Authenticator`] hook, standard JWTs
+//! ([`JwtAuthenticator`], feature `jwt`: what the server issues and
+//! accepts by default) and imkit's older HMAC-SHA256 token format
+//! ([`HmacAuthenticator`], still accepted), both documented in
+//! docs/protocol.md ("Tokens").
+
+#[cfg(feature = "jwt")]
+mod jwt;
+#[cfg(feature = "jwt")]
+pub use jwt::{JwtAlgorithm, JwtAuthenticator, NBF_LEEWAY_SECS};
 
 use async_trait::async_trait;
 use base64::Engine as _;
