@@ -156,6 +156,12 @@ table("8c. One returning user's backlog", "backlog",
       "logs in. Latency (one sample) is from connect to holding every message; delivered/s is messages per "
       "second of the drain. imkit: SyncNotice, then byte-bounded Sync pages (256 KiB), a delivered receipt "
       "per page. Mosquitto: one persistent session replaying its QoS 1 queue.")
+table("10. Abuse beside chat", "abuse",
+      "50 pairs chat at 2,000 msgs/s (SQLite FULL, the server at its default limits) while hostile "
+      "connections do their worst: logged-in clients that pipeline Sync requests and never read, "
+      "slowloris logins (a byte a second), garbage senders that reconnect, and pre-login floods (a "
+      "4 KiB frame half sent). Latency is the pairs' send to receiver; RSS and the server's open "
+      "descriptors (in the notes) are at the end of the run.")
 
 
 def verdict(ok):

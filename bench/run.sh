@@ -25,11 +25,11 @@ ulimit -n "$(ulimit -Hn)"
 if [ "$MODE" = full ]; then
   PAIR_SIZES="50 500"; SECS=10; IDLE=10000; MEMBERS=5000; RATES="100 500"
   NGROUPS=1000; GROUP_RATES=1000,2000,5000,10000,20000; STEP_SECS=5
-  STORM=10000; DRAIN_USERS=1000; DRAIN_MSGS=100; BIG=1000000; BACKLOG=100000
+  STORM=10000; DRAIN_USERS=1000; DRAIN_MSGS=100; BIG=1000000; BACKLOG=100000; ABUSE=10000
 else
   PAIR_SIZES="50"; SECS=3; IDLE=1000; MEMBERS=500; RATES="100"
   NGROUPS=100; GROUP_RATES=1000,5000; STEP_SECS=2
-  STORM=2000; DRAIN_USERS=200; DRAIN_MSGS=100; BIG=100000; BACKLOG=20000
+  STORM=2000; DRAIN_USERS=200; DRAIN_MSGS=100; BIG=100000; BACKLOG=20000; ABUSE=2000
 fi
 WINDOW=16
 FIXED_RATE=5000
@@ -185,6 +185,22 @@ for store in "memory" "sqlite --durability full"; do
   stop_imkit
 done
 run drain --system mqtt --addr 127.0.0.1:18830 --pid "$MQTT_PID" --users 1 --messages "$BACKLOG" --label "persistent session, QoS 1"
+
+# 10. Abuse: hostile connections beside chat at a fixed rate, SQLite FULL,
+# the server at its default limits (the runs above lift the rate limit).
+# First the whole mix, then each kind alone, then none.
+for spec in "$ABUSE|never-read,slowloris,garbage,prelogin" "$((ABUSE / 4))|never-read" \
+  "$((ABUSE / 4))|slowloris" "$((ABUSE / 4))|garbage" "$((ABUSE / 4))|prelogin" "0|none"; do
+  n=${spec%%|*}; kinds=${spec#*|}
+  rm -f "$WORK"/imkit.db*
+  taskset -c 0 "$NEW" --tcp 127.0.0.1:18400 --ws off --secret "$SECRET" --db "$WORK/imkit.db" \
+    --store sqlite >"$WORK/imkit.log" 2>&1 &
+  IMKIT_PID=$!; PIDS+=("$IMKIT_PID"); wait_port 18400
+  [ "$kinds" = none ] && kinds=never-read
+  run abuse --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --hostile "$n" --kinds "$kinds" \
+    --pairs 50 --rate 2000 --secs "$SECS" --label "$n hostile: ${spec#*|}"
+  stop_imkit
+done
 
 BASE_NOTE=""
 [ -n "${BASELINE_SERVER:-}" ] && BASE_NOTE="${BASELINE_DESC:-$BASELINE_SERVER}"

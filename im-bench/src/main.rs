@@ -7,6 +7,7 @@
 //! `/proc/PID`). Loopback only; every run stops by itself.
 //! `bench/run.sh` runs them all and writes BENCHMARKS.md.
 
+mod abuse;
 mod amqp;
 mod drain;
 mod groups;
@@ -118,6 +119,35 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         secs: u64,
         /// A label for the report (e.g. the store in use).
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Hostile connections (never reading, slowloris, garbage, pre-login
+    /// floods) beside pairs chatting at a fixed rate (imkit only).
+    Abuse {
+        #[command(flatten)]
+        target: Target,
+        /// Hostile connections (0: the baseline without them).
+        #[arg(long, default_value_t = 10_000)]
+        hostile: usize,
+        /// Which kinds of hostile connection, shared out evenly:
+        /// never-read, slowloris, garbage, prelogin.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "never-read,slowloris,garbage,prelogin"
+        )]
+        kinds: Vec<String>,
+        /// Chatting pairs.
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        /// Messages per second offered by the pairs.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// Measured seconds (after one second of warm-up).
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// A label for the report.
         #[arg(long, default_value = "")]
         label: String,
     },
@@ -343,6 +373,22 @@ async fn run(s: Scenario) -> Result<Vec<Report>, String> {
                 System::Amqp => amqp::rate(&target, pairs, rate, secs).await,
                 System::Nats => Err("NATS core has no acknowledgement to time".into()),
             }?;
+            r.label = label;
+            Ok(r)
+        }
+        Scenario::Abuse {
+            target,
+            hostile,
+            kinds,
+            pairs,
+            rate,
+            secs,
+            label,
+        } => {
+            if !matches!(target.system, System::ImkitTcp) {
+                return Err("the abuse scenario drives imkit over TCP only".into());
+            }
+            let mut r = abuse::run(&target, hostile, &kinds, pairs, rate, secs).await?;
             r.label = label;
             Ok(r)
         }
