@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 
 use crate::catch_up::{AfterSync, Conversations, Need, SyncRound};
-use crate::client::{Command, ConnectionState, MIN_HEARTBEAT_MS, Reply, unexpected};
+use crate::client::{Command, ConnectionState, MIN_HEARTBEAT_MS, Reply, refusal};
 use crate::transport::{self, Reader, ServerAddr, Writer};
 use crate::{ClientError, ClientOptions, Event};
 
@@ -424,13 +424,7 @@ impl Actor {
                 self.retry_at = Some(self.retry_at.map_or(at, |r| r.min(at)));
             }
             other => {
-                let err = match other {
-                    Packet::Error(e) => ClientError::Server {
-                        code: ErrorCode::from_u32(e.code),
-                        message: e.message,
-                    },
-                    o => unexpected(&o),
-                };
+                let err = refusal(other);
                 if let Some(item) = self.outbox.remove(&order) {
                     let mut waiters = item.waiters.into_iter();
                     if let Some(first) = waiters.next() {
@@ -492,25 +486,13 @@ impl Actor {
                     self.pump_outbox().await;
                 }
                 other => {
-                    let err = match other {
-                        Packet::Error(e) => ClientError::Server {
-                            code: ErrorCode::from_u32(e.code),
-                            message: e.message,
-                        },
-                        o => unexpected(&o),
-                    };
-                    let expired = matches!(
-                        &err,
-                        ClientError::Server {
-                            code: ErrorCode::TokenExpired,
-                            ..
-                        }
-                    ) && self.options.token_refresh.is_some();
+                    let err = refusal(other);
+                    let expired = err.code() == Some(ErrorCode::TokenExpired)
+                        && self.options.token_refresh.is_some();
                     if expired {
                         self.refresh_token = true;
                     }
-                    let retry = expired
-                        || matches!(&err, ClientError::Server { code, .. } if code.is_retryable());
+                    let retry = expired || err.code().is_some_and(ErrorCode::is_retryable);
                     if let Some(reply) = self.login_pending.take() {
                         let _ = reply.send(Err(err));
                     }

@@ -567,3 +567,15 @@ impl Client {
 pub(crate) fn unexpected(p: &Packet) -> ClientError {
     ClientError::Unexpected(format!("{:?}", p.kind()))
 }
+
+/// The error an answer that is not the expected one stands for: the
+/// server's own error, or an unexpected packet.
+pub(crate) fn refusal(p: Packet) -> ClientError {
+    match p {
+        Packet::Error(e) => ClientError::Server {
+            code: imkit_proto::ErrorCode::from_u32(e.code),
+            message: e.message,
+        },
+        other => unexpected(&other),
+    }
+}

@@ -11,7 +11,9 @@
 //!   unread from cursors) and returns what must be pushed to whom. Devices
 //!   that are not connected get nothing written for them: they catch up
 //!   from their delivered cursors (read diffusion).
-//! * [`auth`] and [`push`]: the hooks an application plugs in.
+//! * [`auth`] and [`push`]: the hooks an application plugs in; `auth`
+//!   also holds the built-in login tokens (standard JWTs with feature
+//!   `jwt`, and the older HMAC format).
 //! * [`blob`]: where the bytes of file messages live.
 //! * `testing` (feature `testing`): the conformance suite every store
 //!   backend runs.

@@ -9,8 +9,10 @@
 //! delivers what it produced to local queues and to other nodes through a
 //! [`ClusterBus`]. Devices that are not connected catch up from their
 //! cursors. With feature `http`, [`http`] serves the HTTP API (accounts,
-//! tokens, server-side sends, files; see docs/openapi.json). The
-//! `imkit-server` binary wraps all of it.
+//! tokens, server-side sends, files; see docs/openapi.json) behind its own
+//! timeouts and limits. [`fds`] splits the open-file budget between chat
+//! and HTTP connections; SECURITY.md lists every limit and what it stops.
+//! The `imkit-server` binary wraps all of it.
 
 #[cfg(feature = "redis")]
 pub mod cluster;
