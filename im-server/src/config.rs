@@ -39,6 +39,14 @@ pub struct Limits {
     /// each second. Past it the connection is closed with
     /// the last error as its reason (default 32).
     pub max_bad_frames: u32,
+    /// Queries (every request but sends, receipts and typing: sync,
+    /// history, lists, contacts, groups) the whole server runs at once
+    /// (default 8). More wait their turn in arrival order, and a session
+    /// waiting for one reads nothing more from its connection. However
+    /// many connections flood queries, each within its own rate, sends and
+    /// receipts never queue behind them: the flood waits here, parked,
+    /// rather than crowding the runtime and the store's threads.
+    pub max_concurrent_queries: usize,
     /// Frames queued for one connection's writer (default 1,024).
     pub queue_len: usize,
     /// Bytes queued for one connection's writer (default 512 KiB). A reply
@@ -81,6 +89,7 @@ impl Default for Limits {
             rate_per_second: 500,
             rate_burst: 1_000,
             max_bad_frames: 32,
+            max_concurrent_queries: 8,
             queue_len: 1_024,
             queue_bytes: 512 * 1024,
             live_push_bytes: 256 * 1024,
@@ -112,6 +121,9 @@ impl Limits {
         }
         if self.max_connections == Some(0) || self.queue_len == 0 {
             return bad("max_connections and queue_len must be positive");
+        }
+        if self.max_concurrent_queries == 0 {
+            return bad("max_concurrent_queries must be positive");
         }
         if self.queue_bytes == 0 || self.live_push_bytes > self.queue_bytes {
             return bad("queue_bytes must be positive and at least live_push_bytes");

@@ -112,6 +112,11 @@ struct RunArgs {
     /// [default: 32].
     #[arg(long)]
     max_bad_frames: Option<u32>,
+    /// Queries (sync, history, lists: every request but sends, receipts
+    /// and typing) the server runs at once; more wait in arrival order
+    /// [default: 8].
+    #[arg(long)]
+    max_concurrent_queries: Option<usize>,
     /// Recall window in seconds [default: 120].
     #[arg(long)]
     recall_window_secs: Option<u64>,
@@ -203,6 +208,7 @@ struct FileConfig {
     live_push_bytes: Option<usize>,
     max_prelogin_frame: Option<usize>,
     max_bad_frames: Option<u32>,
+    max_concurrent_queries: Option<usize>,
     recall_window_secs: Option<u64>,
     redis_url: Option<String>,
     redis_namespace: Option<String>,
@@ -375,6 +381,10 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
             .max_bad_frames
             .or(file.max_bad_frames)
             .unwrap_or(defaults.max_bad_frames),
+        max_concurrent_queries: args
+            .max_concurrent_queries
+            .or(file.max_concurrent_queries)
+            .unwrap_or(defaults.max_concurrent_queries),
         ..defaults
     };
     let engine_defaults = EngineConfig::default();

@@ -220,6 +220,7 @@ impl ServerBuilder {
             auth,
             bus: self.bus,
             limits: self.limits.clone(),
+            queries: Arc::new(Semaphore::new(self.limits.max_concurrent_queries)),
             shutdown: CancellationToken::new(),
         });
         #[cfg(feature = "http")]

@@ -16,6 +16,7 @@ use imkit_core::model::{DeviceId, UserId};
 use imkit_core::{Caller, Engine, Target};
 use imkit_proto::pb::KickReason;
 use imkit_proto::{ErrorCode, Frame, Packet, PacketId, Sender, pb};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) auth: Arc<dyn Authenticator>,
     pub(crate) bus: Option<Arc<dyn ClusterBus>>,
     pub(crate) limits: Limits,
+    /// Turns for queries, server-wide ([`Limits::max_concurrent_queries`]).
+    pub(crate) queries: Arc<Semaphore>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -326,8 +329,7 @@ impl Session {
                     Some(packet) => {
                         // Its reply may be large: it is built, and queued, alone.
                         self.run_requests(std::mem::take(&mut run)).await;
-                        self.run_requests(vec![(frame.header.packet_id, packet)])
-                            .await;
+                        self.run_query(frame.header.packet_id, packet).await;
                     }
                     None => {
                         self.run_requests(std::mem::take(&mut run)).await;
@@ -380,8 +382,22 @@ impl Session {
         Flow::Continue
     }
 
-    /// Runs requests through the engine together and answers each.
+    /// Runs sends, receipts and typing signals through the engine together
+    /// and answers each.
     async fn run_requests(&mut self, run: Vec<(PacketId, Packet)>) {
+        self.run(run, false).await;
+    }
+
+    /// Runs one query once the server gives it a turn
+    /// ([`Limits::max_concurrent_queries`], first come, first served),
+    /// reading nothing from the connection meanwhile. The turn covers the
+    /// engine's work only: it is given back before the reply is queued, so
+    /// a client that does not read cannot hold it.
+    async fn run_query(&mut self, id: PacketId, packet: Packet) {
+        self.run(vec![(id, packet)], true).await;
+    }
+
+    async fn run(&mut self, run: Vec<(PacketId, Packet)>, query: bool) {
         let Some(caller) = self.caller.clone() else {
             return;
         };
@@ -397,10 +413,15 @@ impl Session {
             .into_iter()
             .map(|(id, p)| ((id, matches!(p, Packet::Typing(_))), p))
             .unzip();
+        let turn = match query {
+            true => self.shared.queries.clone().acquire_owned().await.ok(),
+            false => None,
+        };
         let router = &self.shared.router;
         let answers = router
             .exec_many(router.engine().handle_many(&caller, packets))
             .await;
+        drop(turn);
         for ((id, is_typing), answer) in ids.into_iter().zip(answers) {
             match answer {
                 // Typing has no response.
