@@ -331,6 +331,38 @@ async fn accounts_tokens_revocation_and_disabling() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(p["devices"][0]["device_id"], "laptop", "{p}");
 
+    // A backend revokes a token by its jti and user alone.
+    let jti = t2["jti"].as_str().expect("jti").to_owned();
+    let (s, v) = api
+        .admin(
+            "POST",
+            "/v1/admin/tokens/revoke",
+            Some(json!({"jti": jti, "token": other})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "one or the other: {v}");
+    let (s, v) = api
+        .admin(
+            "POST",
+            "/v1/admin/tokens/revoke",
+            Some(json!({"jti": jti, "user_id": "alice"})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["sessions_closed"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["token_id"], t2["token_id"]);
+    assert_eq!(kicked(&mut e2).await, pb::KickReason::TokenRevoked);
+    let (s, v) = api.call("GET", "/v1/me", Some(&other), None).await;
+    assert_eq!((s, code(&v)), (StatusCode::UNAUTHORIZED, 2008));
+    let (_, t3) = api
+        .admin("POST", "/v1/admin/users/alice/tokens", None)
+        .await;
+    let third = t3["token"].as_str().expect("token").to_owned();
+    let (_c2, mut e2) = api.connect(&third, "laptop").await;
+
     // Disabling closes every session and stops logins and token issuing.
     let (s, v) = api
         .admin("POST", "/v1/admin/users/alice/disable", None)
@@ -340,7 +372,7 @@ async fn accounts_tokens_revocation_and_disabling() {
         (StatusCode::OK, Some(true), Some(1))
     );
     assert_eq!(kicked(&mut e2).await, pb::KickReason::Admin);
-    let (s, v) = api.call("GET", "/v1/me", Some(&other), None).await;
+    let (s, v) = api.call("GET", "/v1/me", Some(&third), None).await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, 2007));
     let (s, _) = api
         .admin("POST", "/v1/admin/users/alice/tokens", None)
@@ -350,7 +382,7 @@ async fn accounts_tokens_revocation_and_disabling() {
         .admin("POST", "/v1/admin/users/alice/enable", None)
         .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = api.call("GET", "/v1/me", Some(&other), None).await;
+    let (s, _) = api.call("GET", "/v1/me", Some(&third), None).await;
     assert_eq!(s, StatusCode::OK, "enabled again");
 }
 

@@ -501,6 +501,7 @@ impl Session {
                     let now = self.shared.engine.config().clock.now_ms() / 1000;
                     Instant::now() + Duration::from_secs(at.saturating_sub(now))
                 });
+                self.handle.set_token_id(&identity.token_id(&req.token));
                 identity.user
             }
             Err(e) => {
@@ -515,8 +516,6 @@ impl Session {
                 return Flow::Continue;
             }
         };
-        self.handle
-            .set_token_id(&imkit_core::auth::token_id(&req.token));
         // Register first, so pushes routed while the engine logs us in reach us.
         if let Some(old) = self
             .shared

@@ -160,10 +160,22 @@ impl JwtAuthenticator {
 
     /// Checks a token; returns its user and its expiry (Unix seconds).
     pub fn inspect(&self, token: &str) -> Result<(UserId, u64)> {
+        self.verify(token)
+            .map(|i| (i.user, i.expires_at.unwrap_or_default()))
+    }
+
+    /// Checks `token` like [`JwtAuthenticator::inspect`] and returns
+    /// everything it says: user, expiry and `jti`.
+    pub fn verify(&self, token: &str) -> Result<Identity> {
         if token.starts_with("v1.")
             && let Some(legacy) = &self.legacy
         {
-            return legacy.inspect(token);
+            let (user, expiry) = legacy.inspect(token)?;
+            return Ok(Identity {
+                user,
+                expires_at: Some(expiry),
+                jti: None,
+            });
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
@@ -190,7 +202,11 @@ impl JwtAuthenticator {
         }
         let user = UserId::parse(&claims.sub)
             .map_err(|_| Error::InvalidToken("sub is not a valid user id"))?;
-        Ok((user, claims.exp))
+        Ok(Identity {
+            user,
+            expires_at: Some(claims.exp),
+            jti: claims.jti,
+        })
     }
 }
 
@@ -201,11 +217,7 @@ impl Authenticator for JwtAuthenticator {
     }
 
     async fn identify(&self, token: &str) -> Result<Identity> {
-        let (user, exp) = self.inspect(token)?;
-        Ok(Identity {
-            user,
-            expires_at: Some(exp),
-        })
+        self.verify(token)
     }
 }
 

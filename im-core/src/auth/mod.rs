@@ -29,6 +29,21 @@ pub struct Identity {
     /// When the token expires, Unix seconds; a session it opened is closed
     /// then (`Kicked { TOKEN_EXPIRED }`). `None`: it does not expire.
     pub expires_at: Option<u64>,
+    /// The token's own id (a JWT's `jti`), when it has one: the token can
+    /// then be revoked by it, without the token in hand.
+    pub jti: Option<String>,
+}
+
+impl Identity {
+    /// The id revocation and session bookkeeping know `token` by: derived
+    /// from its `jti` when it has one ([`jti_token_id`]), else from the
+    /// token itself ([`token_id`]).
+    pub fn token_id(&self, token: &str) -> String {
+        match &self.jti {
+            Some(jti) => jti_token_id(jti),
+            None => token_id(token),
+        }
+    }
 }
 
 /// Turns a login token into a user id. Plug in your own to accept your
@@ -44,6 +59,7 @@ pub trait Authenticator: Send + Sync + 'static {
         Ok(Identity {
             user: self.authenticate(token).await?,
             expires_at: None,
+            jti: None,
         })
     }
 }
@@ -172,6 +188,7 @@ impl Authenticator for HmacAuthenticator {
         Ok(Identity {
             user,
             expires_at: Some(expiry),
+            jti: None,
         })
     }
 }
@@ -179,8 +196,19 @@ impl Authenticator for HmacAuthenticator {
 /// A token's id: the first 16 bytes of its SHA-256, in hex. Revocation
 /// and session bookkeeping use it, so the token itself is never stored.
 pub fn token_id(token: &str) -> String {
+    hex16(token.as_bytes())
+}
+
+/// The id of a token that carries `jti`: the first 16 bytes of the SHA-256
+/// of `jti:` and the jti, in hex. A backend that minted the token can
+/// revoke it by its jti alone.
+pub fn jti_token_id(jti: &str) -> String {
+    hex16(format!("jti:{jti}").as_bytes())
+}
+
+fn hex16(bytes: &[u8]) -> String {
     use sha2::Digest;
-    let digest = Sha256::digest(token.as_bytes());
+    let digest = Sha256::digest(bytes);
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -220,7 +248,7 @@ impl Authenticator for AccountGuard {
                 "{user} is reserved for server-side messages"
             )));
         }
-        if self.accounts.is_revoked(&token_id(token)).await? {
+        if self.accounts.is_revoked(&identity.token_id(token)).await? {
             return Err(Error::TokenRevoked);
         }
         if let Some(account) = self.accounts.get(user).await?

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use imkit_core::Caller;
-use imkit_core::auth::token_id;
+use imkit_core::auth::{DEFAULT_MAX_TOKEN_LIFETIME_SECS, jti_token_id};
 use imkit_core::model::{DeviceId, GroupId, Role, UserId};
 use imkit_core::store::Account;
 use imkit_proto::ErrorCode;
@@ -197,12 +197,14 @@ pub(crate) async fn issue_token(
     }
     let expires_at = state.clock.now_ms() / 1000 + ttl;
     let token = minter.mint_until(&user, expires_at)?;
+    let identity = minter.verify(&token)?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
             "user_id": user.as_str(),
             "token": token,
-            "token_id": token_id(&token),
+            "token_id": identity.token_id(&token),
+            "jti": identity.jti,
             "expires_at": expires_at,
         })),
     ))
@@ -211,30 +213,59 @@ pub(crate) async fn issue_token(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RevokeToken {
-    token: String,
+    /// The token itself; or
+    #[serde(default)]
+    token: Option<String>,
+    /// its `jti`, with the user it names (and, optionally, its expiry: the
+    /// revocation is kept until then; by default for the longest lifetime
+    /// a token may have).
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    expires_at: Option<u64>,
 }
 
 /// `POST /v1/admin/tokens/revoke`: the token cannot log in again, and its
-/// live sessions (on every node) are closed.
+/// live sessions (on every node) are closed. Names the token itself, or
+/// its `jti` and user, so a backend that minted it can revoke it without
+/// having kept it.
 pub(crate) async fn revoke_token(
     _: Admin,
     State(state): State<AppState>,
     JsonBody(req): JsonBody<RevokeToken>,
 ) -> Answer {
-    let minter = state.minter.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            ErrorCode::Forbidden,
-            "this server checks logins with a custom authenticator; revoke tokens there",
-        )
-    })?;
-    let (user, expires_at) = minter.inspect(&req.token).map_err(|e| match e {
-        imkit_core::Error::TokenExpired { .. } => {
-            ApiError::bad_request("the token has already expired; it cannot log in")
+    let (user, id, expires_at) = match (&req.token, &req.jti, &req.user_id) {
+        (Some(token), None, None) => {
+            let minter = state.minter.as_ref().ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    ErrorCode::Forbidden,
+                    "this server checks logins with a custom authenticator; revoke by jti \
+                     and user_id",
+                )
+            })?;
+            let identity = minter.verify(token).map_err(|e| match e {
+                imkit_core::Error::TokenExpired { .. } => {
+                    ApiError::bad_request("the token has already expired; it cannot log in")
+                }
+                e => ApiError::bad_request(format!("not a token of this server: {e}")),
+            })?;
+            let id = identity.token_id(token);
+            (identity.user, id, identity.expires_at.unwrap_or_default())
         }
-        e => ApiError::bad_request(format!("not a token of this server: {e}")),
-    })?;
-    let id = token_id(&req.token);
+        (None, Some(jti), Some(user)) if !jti.is_empty() => {
+            let user = user_id(user)?;
+            let longest = state.clock.now_ms() / 1000 + DEFAULT_MAX_TOKEN_LIFETIME_SECS;
+            (user, jti_token_id(jti), req.expires_at.unwrap_or(longest))
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "name the token, or its jti and user_id (not both)",
+            ));
+        }
+    };
     let stores = state.server.engine().stores();
     stores.accounts.revoke_token(&id, expires_at).await?;
     let closed = state.server.revoke_sessions(&user, &id).await?;
