@@ -12,20 +12,24 @@
 //! ([`ClientOptions::idle_sync`]), it pulls byte-bounded sync pages until
 //! none is left.
 //!
-//! Start with [`Client`]; the catch-up rules are in `catch_up.rs`, the
-//! connection actor in `actor.rs`.
+//! Start with [`Client`]; the order messages reach the application in is
+//! `ordering.rs` (pure, unit-tested), the sync round `catch_up.rs`, the
+//! connection actor `actor.rs`.
 
 mod actor;
 mod catch_up;
 mod client;
+mod command;
 mod error;
+mod ordering;
 mod transport;
 
 use std::time::Duration;
 
 use imkit_proto::pb;
 
-pub use client::{Client, ConnectionState, Events, MIN_HEARTBEAT_MS, Peer};
+pub use client::{Client, Events, Peer};
+pub use command::{ConnectionState, MIN_HEARTBEAT_MS};
 pub use error::ClientError;
 pub use imkit_proto::pb as proto;
 pub use transport::ServerAddr;

@@ -30,7 +30,7 @@ use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
 use crate::ServerError;
-use crate::router::{ClusterBus, LocalNode};
+use crate::bus::{ClusterBus, LocalNode};
 
 /// Cluster settings.
 #[derive(Debug, Clone)]
@@ -186,6 +186,10 @@ impl ClusterBus for RedisCluster {
 
     async fn revoke(&self, node: &NodeId, user: &UserId, token_id: &str) {
         self.publish(node, encode_revoke(user, token_id)).await;
+    }
+
+    fn node(&self) -> Option<&NodeId> {
+        Some(&self.node)
     }
 
     async fn serve(&self, local: LocalNode, shutdown: CancellationToken) {

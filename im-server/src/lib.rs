@@ -14,13 +14,16 @@
 //! and HTTP connections; SECURITY.md lists every limit and what it stops.
 //! The `imkit-server` binary wraps all of it.
 
+mod bus;
 #[cfg(feature = "redis")]
 pub mod cluster;
 mod config;
 mod error;
 pub mod fds;
+mod handle;
 #[cfg(feature = "http")]
 pub mod http;
+mod lifecycle;
 mod outbox;
 mod registry;
 mod router;
@@ -28,8 +31,9 @@ mod server;
 mod session;
 mod transport;
 
+pub use bus::{ClusterBus, LocalNode};
 pub use config::Limits;
 pub use error::ServerError;
-pub use registry::{ConnHandle, Registry};
-pub use router::{ClusterBus, LocalNode, Router};
-pub use server::{Server, ServerBuilder, ServerHandle};
+pub use handle::ServerHandle;
+pub use router::Router;
+pub use server::{Server, ServerBuilder};

@@ -19,9 +19,9 @@ const SHARDS: usize = 64;
 /// A way to reach one connection: its outbound queue, its kick switch and
 /// whether its live message pushes are paused.
 #[derive(Clone, Debug)]
-pub struct ConnHandle {
+pub(crate) struct ConnHandle {
     /// Unique per server process.
-    pub id: u64,
+    pub(crate) id: u64,
     /// The writer's queue of encoded frames.
     pub(crate) outbox: Arc<Outbox>,
     state: Arc<ConnState>,
@@ -58,7 +58,7 @@ impl ConnHandle {
     }
 
     /// Asks the connection to close with a reason. The first reason wins.
-    pub fn kick(&self, reason: KickReason, message: impl Into<String>) {
+    pub(crate) fn kick(&self, reason: KickReason, message: impl Into<String>) {
         let mut r = self.state.reason.lock();
         if r.is_none() {
             *r = Some((reason, message.into()));
@@ -69,7 +69,7 @@ impl ConnHandle {
     }
 
     /// Resolves when the connection has been kicked.
-    pub async fn kicked(&self) {
+    pub(crate) async fn kicked(&self) {
         loop {
             // Created before the check: `notify_waiters` reaches a
             // `Notified` from the moment it exists, so no kick is missed.
@@ -82,12 +82,12 @@ impl ConnHandle {
     }
 
     /// Records the id of the token this connection logged in with.
-    pub fn set_token_id(&self, token_id: &str) {
+    pub(crate) fn set_token_id(&self, token_id: &str) {
         *self.state.login_token.lock() = parse_token_id(token_id);
     }
 
     /// Whether this connection logged in with the token of this id.
-    pub fn logged_in_with(&self, token_id: &str) -> bool {
+    pub(crate) fn logged_in_with(&self, token_id: &str) -> bool {
         let mine = *self.state.login_token.lock();
         mine.is_some() && mine == parse_token_id(token_id)
     }
@@ -115,7 +115,7 @@ impl ConnHandle {
     }
 
     /// Why the connection was kicked, if it was.
-    pub fn kick_reason(&self) -> Option<(KickReason, String)> {
+    pub(crate) fn kick_reason(&self) -> Option<(KickReason, String)> {
         self.state.reason.lock().clone()
     }
 }
@@ -125,7 +125,7 @@ type Devices = Vec<(DeviceId, ConnHandle)>;
 type UserMap = HashMap<UserId, Devices, foldhash::fast::RandomState>;
 
 /// Every logged-in connection on this node.
-pub struct Registry {
+pub(crate) struct Registry {
     shards: Box<[Mutex<UserMap>]>,
     hasher: foldhash::fast::RandomState,
     count: AtomicU64,
@@ -158,7 +158,7 @@ impl Registry {
 
     /// Registers a connection; returns the handle it replaced, if the same
     /// device was already connected here.
-    pub fn insert(
+    pub(crate) fn insert(
         &self,
         user: &UserId,
         device: &DeviceId,
@@ -176,7 +176,7 @@ impl Registry {
 
     /// Removes the entry if it is still connection `conn_id` (a newer login
     /// of the same device must stay). Returns whether it removed it.
-    pub fn remove(&self, user: &UserId, device: &DeviceId, conn_id: u64) -> bool {
+    pub(crate) fn remove(&self, user: &UserId, device: &DeviceId, conn_id: u64) -> bool {
         let mut shard = self.shard(user).lock();
         let Some(devices) = shard.get_mut(user) else {
             return false;
@@ -194,7 +194,7 @@ impl Registry {
     }
 
     /// The connection of one device.
-    pub fn get(&self, user: &UserId, device: &DeviceId) -> Option<ConnHandle> {
+    pub(crate) fn get(&self, user: &UserId, device: &DeviceId) -> Option<ConnHandle> {
         let shard = self.shard(user).lock();
         shard
             .get(user)?
@@ -214,7 +214,7 @@ impl Registry {
     }
 
     /// The connections of a user.
-    pub fn user(&self, user: &UserId) -> Vec<(DeviceId, ConnHandle)> {
+    pub(crate) fn user(&self, user: &UserId) -> Vec<(DeviceId, ConnHandle)> {
         self.shard(user)
             .lock()
             .get(user)
@@ -223,7 +223,7 @@ impl Registry {
     }
 
     /// Every connection (for shutdown).
-    pub fn all(&self) -> Vec<ConnHandle> {
+    pub(crate) fn all(&self) -> Vec<ConnHandle> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             out.extend(shard.lock().values().flatten().map(|(_, h)| h.clone()));
@@ -232,12 +232,7 @@ impl Registry {
     }
 
     /// How many connections are registered.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed) as usize
-    }
-
-    /// Whether no connection is registered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }

@@ -26,13 +26,13 @@ use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use imkit_core::model::{DeviceId, NodeId, UserId};
+use imkit_core::model::NodeId;
 use imkit_core::{Engine, Outcome, Push, Target};
 use imkit_proto::pb::{KickReason, SyncNotice, SyncReason};
 use imkit_proto::{Packet, PacketId, PacketKind};
 
+use crate::bus::ClusterBus;
 use crate::config::Limits;
 use crate::outbox::PushError;
 use crate::registry::{ConnHandle, Registry};
@@ -72,67 +72,6 @@ async fn pace(delivered: usize) {
     }
 }
 
-/// How a node reaches the others. [`crate::cluster::RedisCluster`] is the
-/// Redis implementation (feature `redis`); a single node has none.
-#[async_trait]
-pub trait ClusterBus: Send + Sync + 'static {
-    /// Hands an encoded frame to `node` for delivery to `targets`. A lost
-    /// hand-off is recovered by the client's gap check and sync.
-    async fn forward(&self, node: &NodeId, frame: Bytes, targets: Vec<Target>);
-
-    /// Asks `node` to kick a device's connection (a newer login elsewhere).
-    async fn kick(&self, node: &NodeId, target: Target, reason: KickReason);
-
-    /// Asks `node` to close `user`'s connections that logged in with the
-    /// token of this id (it was revoked).
-    async fn revoke(&self, node: &NodeId, user: &UserId, token_id: &str);
-
-    /// Receives what other nodes send this one and hands it to `local`,
-    /// until `shutdown`. The server runs this for as long as it serves.
-    async fn serve(&self, local: LocalNode, shutdown: tokio_util::sync::CancellationToken);
-}
-
-/// What a bus needs to act on this node: local delivery and kicks.
-#[derive(Clone, Debug)]
-pub struct LocalNode {
-    router: Router,
-    registry: Arc<Registry>,
-}
-
-impl LocalNode {
-    pub(crate) fn new(router: Router, registry: Arc<Registry>) -> Self {
-        LocalNode { router, registry }
-    }
-
-    /// This node's id.
-    pub fn node(&self) -> &NodeId {
-        self.router.node()
-    }
-
-    /// Delivers an encoded frame to local connections.
-    pub fn deliver(&self, targets: &[Target], frame: Bytes) -> usize {
-        self.router.deliver_local(targets, &frame)
-    }
-
-    /// Asks every local connection to sync (`SyncNotice { CHECK }`): the
-    /// bus may have lost wake-ups for them while it was disconnected.
-    /// Returns how many were asked.
-    pub fn check_all(&self) -> usize {
-        self.router.check_all()
-    }
-
-    /// Kicks a local device's connection; returns whether it was here.
-    pub fn kick(&self, user: &UserId, device: &DeviceId, reason: KickReason) -> bool {
-        crate::session::kick_local(&self.registry, user, device, reason)
-    }
-
-    /// Closes a user's local connections that logged in with the token of
-    /// this id; returns how many.
-    pub fn revoke(&self, user: &UserId, token_id: &str) -> usize {
-        crate::session::kick_token_local(&self.registry, user, token_id)
-    }
-}
-
 /// Runs engine operations and delivers their pushes. Cheap to clone.
 #[derive(Clone)]
 pub struct Router {
@@ -153,7 +92,7 @@ impl std::fmt::Debug for Router {
 
 impl Router {
     /// A router for this node, pushing within `limits`.
-    pub fn new(
+    pub(crate) fn new(
         engine: Engine,
         registry: Arc<Registry>,
         bus: Option<Arc<dyn ClusterBus>>,
@@ -176,6 +115,16 @@ impl Router {
     /// The engine the operations run on.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// This node's connections.
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// How this node reaches the others, in cluster mode.
+    pub(crate) fn bus(&self) -> Option<&Arc<dyn ClusterBus>> {
+        self.bus.as_ref()
     }
 
     /// Runs an engine operation and delivers the pushes it produced, then

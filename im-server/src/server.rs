@@ -17,10 +17,13 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::bus::{ClusterBus, LocalNode};
 use crate::config::Limits;
+use crate::handle::{ServerHandle, Shared};
+use crate::lifecycle::Lifecycle;
 use crate::registry::Registry;
-use crate::router::{ClusterBus, LocalNode, Router};
-use crate::session::{self, Shared};
+use crate::router::Router;
+use crate::session;
 use crate::{ServerError, transport};
 
 /// Chooses everything a server runs with. Start with [`Server::builder`].
@@ -206,19 +209,22 @@ impl ServerBuilder {
         if stale > 0 {
             tracing::info!(%node, stale, "cleared presence left by a previous run");
         }
+        if let Some(theirs) = self.bus.as_ref().and_then(|b| b.node())
+            && *theirs != node
+        {
+            return Err(ServerError::Config(format!(
+                "the cluster bus speaks for node {theirs} but the engine is node {node}; \
+                 give both the same node id"
+            )));
+        }
         let registry = Arc::new(Registry::default());
-        let router = Router::new(
-            engine.clone(),
-            registry.clone(),
-            self.bus.clone(),
-            &self.limits,
-        );
+        let router = Router::new(engine.clone(), registry, self.bus, &self.limits);
+        let lifecycle = Lifecycle::new(router.clone());
         let shared = Arc::new(Shared {
             engine,
             router,
-            registry,
+            lifecycle,
             auth,
-            bus: self.bus,
             limits: self.limits.clone(),
             queries: Arc::new(Semaphore::new(self.limits.max_concurrent_queries)),
             shutdown: CancellationToken::new(),
@@ -301,196 +307,6 @@ impl std::fmt::Debug for Server {
     }
 }
 
-/// Controls a running server from elsewhere. Cheap to clone.
-#[derive(Clone)]
-pub struct ServerHandle {
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for ServerHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle")
-            .field("connections", &self.connections())
-            .finish()
-    }
-}
-
-impl ServerHandle {
-    /// Starts a graceful shutdown.
-    pub fn shutdown(&self) {
-        self.shared.shutdown.cancel();
-    }
-
-    /// Logged-in connections on this node.
-    pub fn connections(&self) -> usize {
-        self.shared.registry.len()
-    }
-
-    /// The engine, for server-side sends and notifications.
-    pub fn engine(&self) -> &Engine {
-        &self.shared.engine
-    }
-
-    /// The router, to deliver pushes the engine returns.
-    pub fn router(&self) -> &Router {
-        &self.shared.router
-    }
-
-    /// Runs an engine operation and delivers what it produced (see
-    /// [`Router::exec`]):
-    ///
-    /// ```ignore
-    /// let sent = handle.exec(handle.engine().send_as_system(request)).await?;
-    /// ```
-    pub async fn exec<T>(
-        &self,
-        op: impl std::future::Future<Output = imkit_core::Result<imkit_core::Outcome<T>>>,
-    ) -> imkit_core::Result<T> {
-        self.shared.router.exec(op).await
-    }
-
-    /// Closes a user's connections on every node (or only `device`'s) with
-    /// `reason`; returns how many were asked to close.
-    pub async fn kick_user(
-        &self,
-        user: &imkit_core::model::UserId,
-        device: Option<&imkit_core::model::DeviceId>,
-        reason: imkit_proto::pb::KickReason,
-    ) -> Result<usize, ServerError> {
-        let mut n = 0;
-        for (d, h) in self.shared.registry.user(user) {
-            if device.is_none_or(|want| *want == d) {
-                h.kick(reason, session::kick_message(reason));
-                n += 1;
-            }
-        }
-        let here = &self.shared.engine.config().node;
-        if let Some(bus) = &self.shared.bus {
-            for loc in self.shared.engine.stores().presence.locate(user).await? {
-                if &loc.node != here && device.is_none_or(|want| *want == loc.device) {
-                    let target = imkit_core::Target {
-                        user: user.clone(),
-                        device: loc.device,
-                        node: loc.node.clone(),
-                    };
-                    bus.kick(&loc.node, target, reason).await;
-                    n += 1;
-                }
-            }
-        }
-        Ok(n)
-    }
-
-    /// Closes the connections that logged in with the token of this id, on
-    /// every node; returns how many closed on this node plus how many other
-    /// nodes were asked.
-    pub async fn revoke_sessions(
-        &self,
-        user: &imkit_core::model::UserId,
-        token_id: &str,
-    ) -> Result<usize, ServerError> {
-        let mut n = session::kick_token_local(&self.shared.registry, user, token_id);
-        let here = &self.shared.engine.config().node;
-        if let Some(bus) = &self.shared.bus {
-            let mut nodes: Vec<_> = self
-                .shared
-                .engine
-                .stores()
-                .presence
-                .locate(user)
-                .await?
-                .into_iter()
-                .map(|l| l.node)
-                .filter(|node| node != here)
-                .collect();
-            nodes.sort();
-            nodes.dedup();
-            for node in nodes {
-                bus.revoke(&node, user, token_id).await;
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// Asks a user's connected devices (or only `device`), on every node,
-    /// to sync now: each gets a `SyncNotice { CHECK }` naming the
-    /// conversations where it is behind. For a back end that changed what
-    /// a device is owed, or suspects a lost wake-up. Returns how many
-    /// devices were asked.
-    pub async fn request_sync(
-        &self,
-        user: &imkit_core::model::UserId,
-        device: Option<&imkit_core::model::DeviceId>,
-    ) -> Result<usize, ServerError> {
-        let engine = &self.shared.engine;
-        let mut pushes = Vec::new();
-        for loc in engine.stores().presence.locate(user).await? {
-            if device.is_some_and(|want| *want != loc.device) {
-                continue;
-            }
-            let notice = engine
-                .sync_notice(user, &loc.device, imkit_proto::pb::SyncReason::Check)
-                .await?;
-            pushes.push(imkit_core::Push {
-                packet: imkit_proto::Packet::SyncNotice(notice),
-                packet_id: imkit_proto::PacketId::new(),
-                targets: vec![imkit_core::Target {
-                    user: user.clone(),
-                    device: loc.device,
-                    node: loc.node,
-                }],
-            });
-        }
-        let asked = pushes.len();
-        self.shared.router.deliver_all(pushes).await;
-        Ok(asked)
-    }
-
-    /// The most bytes ever queued at once for a device's connection on this
-    /// node (for tests and diagnostics), if it is connected here.
-    pub fn peak_queued_bytes(
-        &self,
-        user: &imkit_core::model::UserId,
-        device: &imkit_core::model::DeviceId,
-    ) -> Option<usize> {
-        self.shared
-            .registry
-            .get(user, device)
-            .map(|h| h.outbox.peak_bytes())
-    }
-
-    /// Forgets a user's device (making room under the device cap) and
-    /// closes its connection, on whichever node, with
-    /// `Kicked { DEVICE_REMOVED }`. Returns whether the user had the device
-    /// and how many connections were asked to close.
-    pub async fn remove_device(
-        &self,
-        user: &imkit_core::model::UserId,
-        device: &imkit_core::model::DeviceId,
-    ) -> Result<(bool, usize), ServerError> {
-        let removed = self.shared.engine.remove_device(user, device).await?;
-        let closed = self
-            .kick_user(
-                user,
-                Some(device),
-                imkit_proto::pb::KickReason::DeviceRemoved,
-            )
-            .await?;
-        Ok((removed, closed))
-    }
-
-    /// Kicks a user's device off this node; returns whether it was here.
-    pub fn kick(
-        &self,
-        user: &imkit_core::model::UserId,
-        device: &imkit_core::model::DeviceId,
-        reason: imkit_proto::pb::KickReason,
-    ) -> bool {
-        session::kick_local(&self.shared.registry, user, device, reason)
-    }
-}
-
 impl Server {
     /// A builder with default limits and in-memory stores.
     pub fn builder() -> ServerBuilder {
@@ -569,8 +385,8 @@ impl Server {
             #[cfg(feature = "http")]
             http,
         } = self;
-        if let Some(bus) = shared.bus.clone() {
-            let local = LocalNode::new(shared.router.clone(), shared.registry.clone());
+        if let Some(bus) = shared.router.bus().cloned() {
+            let local = LocalNode::new(shared.lifecycle.node_ops());
             let token = shared.shutdown.clone();
             tracker.spawn(async move { bus.serve(local, token).await });
         }

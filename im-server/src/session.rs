@@ -1,5 +1,5 @@
 //! A connection's session task: login within the deadline, heartbeats, rate
-//! limits, request dispatch to the engine through [`Router::exec`], and
+//! limits, request dispatch to the engine through [`crate::Router::exec`], and
 //! kicks; it runs [`paced`](crate::router::paced), so its fan-out yields to
 //! the writers. Beside it, the connection's writer task drains its bounded
 //! [`Outbox`] in batches.
@@ -11,33 +11,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use imkit_core::auth::Authenticator;
-use imkit_core::model::{DeviceId, UserId};
-use imkit_core::{Caller, Engine, Target};
+use imkit_core::Caller;
+use imkit_core::model::DeviceId;
 use imkit_proto::pb::KickReason;
 use imkit_proto::{ErrorCode, Frame, Packet, PacketId, Sender, pb};
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Limits;
+use crate::handle::Shared;
+use crate::lifecycle::kick_message;
 use crate::outbox::Outbox;
-use crate::registry::{ConnHandle, Registry};
-use crate::router::{ClusterBus, Router};
+use crate::registry::ConnHandle;
 use crate::transport::{FrameReader, FrameWriter, ReadError, Written};
-
-/// What every session shares.
-pub(crate) struct Shared {
-    pub(crate) engine: Engine,
-    pub(crate) router: Router,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) auth: Arc<dyn Authenticator>,
-    pub(crate) bus: Option<Arc<dyn ClusterBus>>,
-    pub(crate) limits: Limits,
-    /// Turns for queries, server-wide ([`Limits::max_concurrent_queries`]).
-    pub(crate) queries: Arc<Semaphore>,
-    pub(crate) shutdown: CancellationToken,
-}
 
 enum Flow {
     Continue,
@@ -369,7 +354,7 @@ impl Session {
 
     /// Answers a frame the protocol does not allow here (malformed, of an
     /// unknown or server-only type, or out of state) with an error. Such frames are budgeted
-    /// ([`Limits::max_bad_frames`]); past the budget the connection is
+    /// ([`crate::Limits::max_bad_frames`]); past the budget the connection is
     /// closed with the error as its reason.
     async fn refuse(&mut self, id: PacketId, code: ErrorCode, message: String) -> Flow {
         if self.bad_frames.check().is_err() {
@@ -389,7 +374,7 @@ impl Session {
     }
 
     /// Runs one query once the server gives it a turn
-    /// ([`Limits::max_concurrent_queries`], first come, first served),
+    /// ([`crate::Limits::max_concurrent_queries`], first come, first served),
     /// reading nothing from the connection meanwhile. The turn covers the
     /// engine's work only: it is given back before the reply is queued, so
     /// a client that does not read cannot hold it.
@@ -516,36 +501,19 @@ impl Session {
                 return Flow::Continue;
             }
         };
-        // Register first, so pushes routed while the engine logs us in reach us.
-        if let Some(old) = self
+        let outcome = match self
             .shared
-            .registry
-            .insert(&user, &device, self.handle.clone())
+            .lifecycle
+            .login(&user, &device, &self.handle)
+            .await
         {
-            old.kick(
-                KickReason::DuplicateLogin,
-                "logged in again on another connection",
-            );
-        }
-        let outcome = match self.shared.engine.login(&user, &device).await {
             Ok(o) => o,
             Err(e) => {
-                self.shared.registry.remove(&user, &device, self.handle.id);
                 self.error(id, e.code(), e.to_string()).await;
                 return Flow::Close;
             }
         };
         let node = self.shared.engine.config().node.clone();
-        if let (Some(prev), Some(bus)) = (&outcome.replaced, &self.shared.bus)
-            && *prev != node
-        {
-            let target = Target {
-                user: user.clone(),
-                device: device.clone(),
-                node: prev.clone(),
-            };
-            bus.kick(prev, target, KickReason::DuplicateLogin).await;
-        }
         tracing::debug!(%user, %device, peer = %self.peer, platform = req.platform, "login");
         let limits = &self.shared.limits;
         let resp = pb::LoginResponse {
@@ -617,11 +585,10 @@ impl Session {
         let Some(Caller { user, device }) = self.caller.take() else {
             return;
         };
-        if self.shared.registry.remove(&user, &device, self.handle.id)
-            && let Err(e) = self.shared.engine.logout(&user, &device).await
-        {
-            tracing::warn!(error = %e, %user, "presence removal failed");
-        }
+        self.shared
+            .lifecycle
+            .logout(&user, &device, &self.handle)
+            .await;
         tracing::debug!(%user, %device, "session ended");
     }
 }
@@ -633,48 +600,4 @@ fn batched(packet: &Packet) -> bool {
         packet,
         Packet::Send(_) | Packet::Receipt(_) | Packet::Typing(_)
     )
-}
-
-/// Kicks every local connection of `user` that logged in with the token
-/// of this id; returns how many.
-pub(crate) fn kick_token_local(registry: &Registry, user: &UserId, token_id: &str) -> usize {
-    let mut n = 0;
-    for (_, h) in registry.user(user) {
-        if h.logged_in_with(token_id) {
-            h.kick(KickReason::TokenRevoked, "the login token was revoked");
-            n += 1;
-        }
-    }
-    n
-}
-
-/// Kicks a local device's connection, for a cluster peer that saw a newer
-/// login elsewhere.
-pub(crate) fn kick_local(
-    registry: &Registry,
-    user: &UserId,
-    device: &DeviceId,
-    reason: KickReason,
-) -> bool {
-    match registry.get(user, device) {
-        Some(h) => {
-            h.kick(reason, kick_message(reason));
-            true
-        }
-        None => false,
-    }
-}
-
-/// The text a `Kicked` packet carries for a reason.
-pub(crate) fn kick_message(reason: KickReason) -> &'static str {
-    match reason {
-        KickReason::DuplicateLogin => "logged in again on another connection",
-        KickReason::Admin => "logged out by an administrator",
-        KickReason::TokenRevoked => "the login token was revoked",
-        KickReason::SlowConsumer => "the connection could not keep up",
-        KickReason::ServerShutdown => "the server is shutting down",
-        KickReason::DeviceRemoved => "this device was removed from the account",
-        KickReason::TokenExpired => "the login token expired; log in with a fresh one",
-        KickReason::Unspecified => "closed by the server",
-    }
 }

@@ -34,7 +34,7 @@ use imkit_core::blob::BlobStore;
 use imkit_core::model::{DeviceId, UserId};
 use imkit_core::{Caller, Clock};
 
-use crate::server::ServerHandle;
+use crate::handle::ServerHandle;
 
 pub use error::ApiError;
 pub(crate) use error::{JsonBody, PathArgs, QueryArgs, optional_json};
