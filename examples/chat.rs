@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use imkit::client::{Client, ClientOptions, Event, Peer};
-use imkit::core::auth::HmacAuthenticator;
-use imkit::core::model::UserId;
+use imkit::engine::auth::HmacAuthenticator;
+use imkit::engine::model::UserId;
 use imkit::proto::pb;
 use tokio::io::{AsyncBufReadExt, BufReader};
 

@@ -1,32 +1,28 @@
 //! An embedded imkit server in a few lines: SQLite storage, TCP and
-//! WebSocket listeners, HMAC login tokens.
+//! WebSocket listeners, JWT login tokens minted by the server itself.
 //!
 //! ```sh
 //! cargo run --example server
 //! ```
 
-use imkit::core::auth::HmacAuthenticator;
-use imkit::core::model::UserId;
-use imkit::core::store::sqlite::{SqliteOptions, open_stores};
-use imkit::server::Server;
+use std::time::Duration;
+
+use imkit::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt::init();
-    let secret = "change-me";
     let server = Server::builder()
-        .stores(open_stores("example.db", SqliteOptions::default())?)
-        .token_secret(secret)
+        .store(StoreConfig::sqlite("example.db"))
+        .token_secret("change-me")
         .tcp("127.0.0.1:7400")
         .websocket("127.0.0.1:7401")
         .bind()
         .await?;
-    let auth = HmacAuthenticator::new(secret);
+    let handle = server.handle();
     for user in ["alice", "bob"] {
-        println!(
-            "token for {user}: {}",
-            auth.mint(&UserId::from(user), 86_400)
-        );
+        let token = handle.mint_token(user, Duration::from_secs(86_400))?;
+        println!("token for {user}: {token}");
     }
     server
         .run_until(async { tokio::signal::ctrl_c().await.unwrap_or(()) })

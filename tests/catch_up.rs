@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use imkit::client::{Client, ClientOptions, Event, Events};
-use imkit::core::store::Stores;
-use imkit::core::store::sqlite::{self, SqliteOptions};
-use imkit::core::{Caller, EngineConfig};
+use imkit::engine::store::Stores;
+use imkit::engine::store::sqlite::{self, SqliteOptions};
+use imkit::engine::{Caller, EngineConfig};
 use imkit::proto::pb;
 use imkit::server::{Limits, ServerHandle};
 

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use imkit::client::{ClientOptions, Event, Peer};
-use imkit::core::Target;
-use imkit::core::model::{NodeId, UserId};
-use imkit::core::testing::redis_server::TestRedis;
+use imkit::engine::Target;
+use imkit::engine::model::{NodeId, UserId};
+use imkit::engine::testing::redis_server::TestRedis;
 use imkit::proto::pb::{self, ReceiptKind};
 use imkit::server::{ClusterBus, LocalNode};
 use tokio_util::sync::CancellationToken;
@@ -183,8 +183,8 @@ async fn revocation_and_forced_logout_reach_other_nodes() {
         return;
     };
     let nodes = nodes(&redis, 2).await;
-    let auth = imkit::core::auth::HmacAuthenticator::new(SECRET);
-    let user = imkit::core::model::UserId::from("dana");
+    let auth = imkit::engine::auth::HmacAuthenticator::new(SECRET);
+    let user = imkit::engine::model::UserId::from("dana");
     let revoked = auth.mint(&user, 600);
     let kept = auth.mint(&user, 700);
     let addr = nodes[1].tcp.to_string();
@@ -198,7 +198,7 @@ async fn revocation_and_forced_logout_reach_other_nodes() {
     c2.login(&kept, "laptop").await.expect("login");
 
     // Node 0 records the revocation and asks node 1 to close its sessions.
-    let id = imkit::core::auth::token_id(&revoked);
+    let id = imkit::engine::auth::token_id(&revoked);
     let stores = nodes[0].handle.engine().stores();
     stores
         .accounts
@@ -344,4 +344,31 @@ async fn a_lost_wake_up_is_recovered_by_the_timed_pull_and_by_request_sync() {
     assert_eq!(text_of(&got[0]), "also lost");
     node0.stop().await;
     node1.stop().await;
+}
+
+/// The node id is set once: a bus that speaks for another node than the
+/// server's is refused at bind, with both names in the message.
+#[tokio::test]
+async fn a_bus_for_another_node_is_refused() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let (_, bus) = imkit::server::cluster::connect(
+        &redis.url,
+        &redis.namespace(),
+        NodeId::from("node-b"),
+        Default::default(),
+    )
+    .await
+    .expect("connect");
+    let err = imkit::server::Server::builder()
+        .token_secret("s")
+        .node("node-a")
+        .cluster_bus(bus)
+        .tcp("127.0.0.1:0")
+        .bind()
+        .await
+        .expect_err("two node ids");
+    let msg = err.to_string();
+    assert!(msg.contains("node-a") && msg.contains("node-b"), "{msg}");
 }

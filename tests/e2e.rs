@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BufMut;
 use common::*;
 use imkit::client::{ClientOptions, Event, Peer};
-use imkit::core::model::UserId;
+use imkit::engine::model::UserId;
 use imkit::proto::pb::{self, ReceiptKind};
 use imkit::proto::{ErrorCode, Frame, Packet, PacketId};
 use imkit::server::Limits;

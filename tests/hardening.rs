@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::BufMut;
 use common::*;
 use imkit::client::Peer;
-use imkit::core::store::sqlite::{self, SqliteOptions};
+use imkit::engine::store::sqlite::{self, SqliteOptions};
 use imkit::proto::{ErrorCode, MIN_FRAME_LEN, Packet, PacketId, pb};
 use imkit::server::Limits;
 use tokio::io::AsyncWriteExt;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::{WAIT, wait_for};
 use imkit::client::{Client, ClientOptions, Event, Events};
-use imkit::core::blob::DirBlobStore;
+use imkit::engine::blob::DirBlobStore;
 use imkit::proto::pb;
 use imkit::server::http::{HttpOptions, routes};
 use imkit::server::{Server, ServerHandle};

@@ -218,7 +218,7 @@ async fn stalled_uploads_cost_a_chunk_each_not_their_size() {
     const SENT: usize = 4 << 20;
     let files = tempfile::tempdir().expect("tempdir");
     let blobs =
-        std::sync::Arc::new(imkit::core::blob::DirBlobStore::open(files.path()).expect("blobs"));
+        std::sync::Arc::new(imkit::engine::blob::DirBlobStore::open(files.path()).expect("blobs"));
     let api = start_with(
         HttpOptions {
             admin_key: Some(ADMIN_KEY.into()),

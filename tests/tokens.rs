@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use imkit::client::{Client, ClientOptions, ConnectionState, Event, Peer, TokenRefresh};
-use imkit::core::auth::HmacAuthenticator;
-use imkit::core::model::UserId;
+use imkit::engine::auth::HmacAuthenticator;
+use imkit::engine::model::UserId;
 use imkit::proto::pb;
 
 fn short_token(user: &str, secs: u64) -> String {
@@ -157,12 +157,12 @@ async fn an_eddsa_jwt_is_checked_with_the_public_key_alone() {
     // A key pair made with `openssl genpkey -algorithm ed25519`, for tests.
     const PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKOnDN+cuhetJGDi+k0Lbq3gA2+UpuT6xnnkJat4zxBh\n-----END PRIVATE KEY-----\n";
     const PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAJoVx/QGhU1L89v0v7S7iK0eFklcrkeDtbhXQUu6grXg=\n-----END PUBLIC KEY-----\n";
-    use imkit::core::auth::{JwtAlgorithm, JwtAuthenticator};
+    use imkit::engine::auth::{JwtAlgorithm, JwtAuthenticator};
     // Bob logs in with the same kind of token: the server has no secret.
     let verifier = JwtAuthenticator::public_key(
         JwtAlgorithm::EdDsa,
         PUBLIC.as_bytes(),
-        imkit::core::Clock::system(),
+        imkit::engine::Clock::system(),
     )
     .expect("public key");
     let server = TestServer::custom(|b| b.jwt(verifier)).await;
@@ -186,4 +186,49 @@ async fn an_eddsa_jwt_is_checked_with_the_public_key_alone() {
         .expect("connect");
     assert!(c.login(&token("carol"), "phone").await.is_err());
     server.stop().await;
+}
+
+/// The builder's result does not depend on the order of its calls: a
+/// token secret given before or after engine settings with a clock of
+/// their own is checked on that clock, and `ServerHandle::mint_token`
+/// mints on it too.
+#[tokio::test]
+async fn the_builder_gives_one_result_whatever_the_order_of_its_calls() {
+    use imkit::engine::{Clock, EngineConfig};
+    // 2001: a token minted on this clock has long expired by the system's.
+    const THEN_MS: u64 = 1_000_000_000_000;
+    for secret_first in [true, false] {
+        let config = EngineConfig {
+            clock: Clock::manual(THEN_MS),
+            ..EngineConfig::default()
+        };
+        let builder = imkit::server::Server::builder();
+        let builder = if secret_first {
+            builder.token_secret("order").engine_config(config)
+        } else {
+            builder.engine_config(config).token_secret("order")
+        };
+        let server = builder
+            .node("node-x")
+            .tcp("127.0.0.1:0")
+            .start()
+            .await
+            .expect("start");
+        let token = server
+            .mint_token("alice", Duration::from_secs(600))
+            .expect("mint");
+        let addr = server.tcp_addr().expect("tcp").to_string();
+        let (c, _e) = Client::connect(&addr, ClientOptions::default())
+            .await
+            .expect("connect");
+        let login = c.login(&token, "phone").await.expect("logs in");
+        assert_eq!(login.node_id, "node-x", "the node set once");
+        assert!(
+            server
+                .mint_token("not a user id!", Duration::from_secs(60))
+                .is_err(),
+            "a &str that is no user id is refused"
+        );
+        server.shutdown();
+    }
 }

@@ -168,19 +168,13 @@ impl Client {
         self.call(|reply| Command::Send { req, reply }).await
     }
 
-    /// Sends text.
+    /// Sends text (`send(to, Content::text(text))`).
     pub async fn send_text(
         &self,
         to: Peer,
         text: impl Into<String>,
     ) -> Result<pb::SendResponse, ClientError> {
-        let content = pb::Content {
-            body: Some(pb::content::Body::Text(pb::Text {
-                text: text.into(),
-                mentions: Vec::new(),
-            })),
-        };
-        self.send(to, content).await
+        self.send(to, pb::Content::text(text)).await
     }
 
     /// Sends a file message (metadata; the bytes live at a URL or blob id).
@@ -189,10 +183,7 @@ impl Client {
         to: Peer,
         file: pb::File,
     ) -> Result<pb::SendResponse, ClientError> {
-        let content = pb::Content {
-            body: Some(pb::content::Body::File(file)),
-        };
-        self.send(to, content).await
+        self.send(to, pb::Content::file(file)).await
     }
 
     /// Sends a message to a group.

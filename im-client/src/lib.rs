@@ -32,6 +32,7 @@ pub use client::{Client, Events, Peer};
 pub use command::{ConnectionState, MIN_HEARTBEAT_MS};
 pub use error::ClientError;
 pub use imkit_proto::pb as proto;
+pub use imkit_proto::pb::{Content, File, Message};
 pub use transport::ServerAddr;
 
 /// Client settings; every field has a default.

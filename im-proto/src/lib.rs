@@ -11,6 +11,7 @@
 mod code;
 #[cfg(feature = "codec")]
 mod codec;
+mod content;
 mod error;
 mod frame;
 mod packet;

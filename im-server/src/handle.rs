@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use imkit_core::Engine;
-use imkit_core::auth::Authenticator;
+use imkit_core::auth::{Authenticator, JwtAuthenticator};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -20,10 +20,22 @@ pub(crate) struct Shared {
     pub(crate) router: Router,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) auth: Arc<dyn Authenticator>,
+    /// Mints and checks the built-in JWTs, when the server has them.
+    pub(crate) minter: Option<JwtAuthenticator>,
     pub(crate) limits: Limits,
     /// Turns for queries, server-wide ([`Limits::max_concurrent_queries`]).
     pub(crate) queries: Arc<Semaphore>,
     pub(crate) shutdown: CancellationToken,
+    /// Where the listeners are bound.
+    pub(crate) addrs: Addrs,
+}
+
+/// The bound addresses, first of each kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Addrs {
+    pub(crate) tcp: Option<std::net::SocketAddr>,
+    pub(crate) ws: Option<std::net::SocketAddr>,
+    pub(crate) http: Option<std::net::SocketAddr>,
 }
 
 /// Controls a running server from elsewhere. Cheap to clone.
@@ -41,6 +53,47 @@ impl std::fmt::Debug for ServerHandle {
 }
 
 impl ServerHandle {
+    /// A login token for `user`, valid for `ttl`, when the server holds
+    /// the signing secret ([`crate::ServerBuilder::token_secret`]):
+    ///
+    /// ```ignore
+    /// let token = handle.mint_token("alice", Duration::from_secs(3600))?;
+    /// ```
+    pub fn mint_token(
+        &self,
+        user: impl AsRef<str>,
+        ttl: std::time::Duration,
+    ) -> Result<String, ServerError> {
+        let minter = self
+            .shared
+            .minter
+            .as_ref()
+            .filter(|m| m.can_mint())
+            .ok_or_else(|| {
+                ServerError::Config(
+                    "this server does not hold a token secret (a custom authenticator or a \
+                 public key); tokens are minted where the key is"
+                        .into(),
+                )
+            })?;
+        Ok(minter.mint(user, ttl.as_secs().max(1))?)
+    }
+
+    /// The first TCP listener's address.
+    pub fn tcp_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.addrs.tcp
+    }
+
+    /// The first WebSocket listener's address.
+    pub fn ws_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.addrs.ws
+    }
+
+    /// The HTTP API's address (feature `http`).
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.addrs.http
+    }
+
     /// Starts a graceful shutdown.
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();

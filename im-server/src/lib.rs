@@ -14,6 +14,7 @@
 //! and HTTP connections; SECURITY.md lists every limit and what it stops.
 //! The `imkit-server` binary wraps all of it.
 
+mod builder;
 mod bus;
 #[cfg(feature = "redis")]
 pub mod cluster;
@@ -31,9 +32,10 @@ mod server;
 mod session;
 mod transport;
 
+pub use builder::ServerBuilder;
 pub use bus::{ClusterBus, LocalNode};
 pub use config::Limits;
 pub use error::ServerError;
 pub use handle::ServerHandle;
 pub use router::Router;
-pub use server::{Server, ServerBuilder};
+pub use server::Server;

@@ -8,14 +8,13 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use imkit_core::EngineConfig;
 use imkit_core::auth::{JwtAlgorithm, JwtAuthenticator};
 use imkit_core::model::{NodeId, UserId};
-use imkit_core::store::Stores;
+use imkit_core::store::StoreConfig;
 use imkit_server::{Limits, Server, ServerError};
 use serde::Deserialize;
 
@@ -188,6 +187,7 @@ enum DurabilityArg {
 /// The config file: the same names as the flags, with underscores.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(not(all(feature = "sqlite", feature = "redis")), allow(dead_code))]
 struct FileConfig {
     secret: Option<String>,
     secret_file: Option<PathBuf>,
@@ -402,37 +402,11 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
             .map_or(engine_defaults.recall_window_ms, |s| s * 1000),
         ..engine_defaults
     };
-    let node = engine_config.node.clone();
-    let mut bus: Option<Arc<dyn imkit_server::ClusterBus>> = None;
-    let stores = match args.store.or(file.store).unwrap_or(StoreKind::Sqlite) {
-        StoreKind::Memory => {
-            tracing::warn!("in-memory store: messages are lost when the server stops");
-            Stores::memory()
-        }
-        StoreKind::Sqlite => open_sqlite(&args, &file)?,
-        StoreKind::Redis => {
-            let url = args
-                .redis_url
-                .clone()
-                .or(file.redis_url.clone())
-                .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
-            let ns = args
-                .redis_namespace
-                .clone()
-                .or(file.redis_namespace.clone())
-                .unwrap_or_else(|| "imkit:".into());
-            let options = imkit_server::cluster::ClusterOptions {
-                liveness_ttl: args
-                    .liveness_ttl_ms
-                    .or(file.liveness_ttl_ms)
-                    .map_or(Duration::from_secs(5), Duration::from_millis),
-            };
-            tracing::info!(%url, namespace = %ns, %node, "redis store, cluster mode");
-            let (stores, cluster) =
-                imkit_server::cluster::connect(&url, &ns, node.clone(), options).await?;
-            bus = Some(cluster);
-            stores
-        }
+    let mut builder = Server::builder();
+    builder = match args.store.or(file.store).unwrap_or(StoreKind::Sqlite) {
+        StoreKind::Memory => builder.store(StoreConfig::Memory),
+        StoreKind::Sqlite => builder.store(sqlite_config(&args, &file)?),
+        StoreKind::Redis => with_cluster(builder, &args, &file)?,
     };
     let tcp = args
         .tcp
@@ -445,8 +419,7 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
         .or(file.ws.clone())
         .unwrap_or_else(|| "0.0.0.0:7401".into());
     let jwt = login_tokens(&args, &file, secret, engine_config.clock.clone())?;
-    let mut builder = Server::builder()
-        .stores(stores)
+    builder = builder
         .engine_config(engine_config)
         .jwt(jwt)
         .limits(limits)
@@ -456,9 +429,6 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
     }
     if ws != "off" {
         builder = builder.websocket(ws);
-    }
-    if let Some(bus) = bus {
-        builder = builder.cluster_bus(bus);
     }
     let server = builder.bind().await?;
     server.run_until(shutdown_signal()).await
@@ -500,7 +470,9 @@ fn with_http(
         tracing::warn!("no admin key: the HTTP admin routes answer 403");
     }
     tracing::info!(files = %dir.display(), "http api enabled");
-    Ok(builder.blob_store(Arc::new(blobs)).http(addr, options))
+    Ok(builder
+        .blob_store(std::sync::Arc::new(blobs))
+        .http(addr, options))
 }
 
 #[cfg(not(feature = "http"))]
@@ -516,8 +488,8 @@ fn with_http(
 }
 
 #[cfg(feature = "sqlite")]
-fn open_sqlite(args: &RunArgs, file: &FileConfig) -> Result<Stores, ServerError> {
-    use imkit_core::store::sqlite::{Durability, SqliteOptions, open_stores};
+fn sqlite_config(args: &RunArgs, file: &FileConfig) -> Result<StoreConfig, ServerError> {
+    use imkit_core::store::sqlite::{Durability, SqliteOptions};
     let path = args
         .db
         .clone()
@@ -531,19 +503,56 @@ fn open_sqlite(args: &RunArgs, file: &FileConfig) -> Result<Stores, ServerError>
         DurabilityArg::Full => Durability::Full,
         DurabilityArg::Normal => Durability::Normal,
     };
-    tracing::info!(path = %path.display(), ?durability, "sqlite store");
-    let options = SqliteOptions {
-        durability,
-        ..SqliteOptions::default()
-    };
-    Ok(open_stores(&path, options)?)
+    Ok(StoreConfig::Sqlite {
+        path,
+        options: SqliteOptions {
+            durability,
+            ..SqliteOptions::default()
+        },
+    })
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn open_sqlite(_: &RunArgs, _: &FileConfig) -> Result<Stores, ServerError> {
-    Err(ServerError::Core(imkit_core::Error::Unavailable(
+fn sqlite_config(_: &RunArgs, _: &FileConfig) -> Result<StoreConfig, ServerError> {
+    Err(ServerError::Config(
         "this build has no sqlite feature; use --store memory".into(),
-    )))
+    ))
+}
+
+#[cfg(feature = "redis")]
+fn with_cluster(
+    builder: imkit_server::ServerBuilder,
+    args: &RunArgs,
+    file: &FileConfig,
+) -> Result<imkit_server::ServerBuilder, ServerError> {
+    let url = args
+        .redis_url
+        .clone()
+        .or(file.redis_url.clone())
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let namespace = args
+        .redis_namespace
+        .clone()
+        .or(file.redis_namespace.clone())
+        .unwrap_or_else(|| "imkit:".into());
+    let options = imkit_server::cluster::ClusterOptions {
+        liveness_ttl: args
+            .liveness_ttl_ms
+            .or(file.liveness_ttl_ms)
+            .map_or(Duration::from_secs(5), Duration::from_millis),
+    };
+    Ok(builder.redis_cluster(url, namespace, options))
+}
+
+#[cfg(not(feature = "redis"))]
+fn with_cluster(
+    _: imkit_server::ServerBuilder,
+    _: &RunArgs,
+    _: &FileConfig,
+) -> Result<imkit_server::ServerBuilder, ServerError> {
+    Err(ServerError::Config(
+        "this build has no redis feature; rebuild with --features redis".into(),
+    ))
 }
 
 async fn shutdown_signal() {

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imkit::client::{Client, ClientOptions, Event, Events};
-use imkit::core::auth::HmacAuthenticator;
-use imkit::core::model::UserId;
+use imkit::engine::auth::HmacAuthenticator;
+use imkit::engine::model::UserId;
 use imkit::proto::{Frame, Packet, PacketId, pb};
-use imkit::server::{ClusterBus, Limits, Server, ServerBuilder, ServerHandle};
+#[cfg(feature = "redis")]
+use imkit::server::ClusterBus;
+use imkit::server::{Limits, Server, ServerBuilder, ServerHandle};
 use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -59,20 +61,25 @@ impl TestServer {
     }
 
     /// A node of a cluster on a shared Redis.
+    #[cfg(feature = "redis")]
     pub async fn cluster_node(url: &str, namespace: &str, node: &str) -> TestServer {
-        Self::cluster_node_with(url, namespace, node, |bus| bus).await
+        let options = imkit::server::cluster::ClusterOptions {
+            liveness_ttl: Duration::from_secs(2),
+        };
+        Self::custom(|b| b.redis_cluster(url, namespace, options).node(node)).await
     }
 
     /// A cluster node whose bus is wrapped by `wrap` (to lose wake-ups on
     /// purpose, say).
+    #[cfg(feature = "redis")]
     pub async fn cluster_node_with(
         url: &str,
         namespace: &str,
         node: &str,
         wrap: impl FnOnce(Arc<dyn ClusterBus>) -> Arc<dyn ClusterBus>,
     ) -> TestServer {
-        use imkit::core::EngineConfig;
-        use imkit::core::model::NodeId;
+        use imkit::engine::EngineConfig;
+        use imkit::engine::model::NodeId;
         use imkit::server::cluster::{ClusterOptions, connect};
         let options = ClusterOptions {
             liveness_ttl: Duration::from_secs(2),

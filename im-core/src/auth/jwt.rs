@@ -135,14 +135,16 @@ impl JwtAuthenticator {
         self.encoding.is_some()
     }
 
-    /// An HS256 token for `user` valid for `ttl_secs` from now.
-    pub fn mint(&self, user: &UserId, ttl_secs: u64) -> Result<String> {
+    /// An HS256 token for `user` (a user id, or a `&str` that must be one)
+    /// valid for `ttl_secs` from now.
+    pub fn mint(&self, user: impl AsRef<str>, ttl_secs: u64) -> Result<String> {
         self.mint_until(user, self.clock.now_ms() / 1000 + ttl_secs)
     }
 
     /// An HS256 token for `user` that expires at `exp` (Unix seconds), with
     /// `nbf` and `iat` now and a random `jti`.
-    pub fn mint_until(&self, user: &UserId, exp: u64) -> Result<String> {
+    pub fn mint_until(&self, user: impl AsRef<str>, exp: u64) -> Result<String> {
+        let user = UserId::parse(user.as_ref())?;
         let key = self.encoding.as_ref().ok_or_else(|| {
             Error::Forbidden("tokens are minted with the private key, not here".into())
         })?;
@@ -315,7 +317,7 @@ MCowBQYDK2VwAyEAJoVx/QGhU1L89v0v7S7iK0eFklcrkeDtbhXQUu6grXg=
         let auth = JwtAuthenticator::public_key(JwtAlgorithm::EdDsa, ED_PUBLIC.as_bytes(), clock())
             .expect("public key");
         assert!(!auth.can_mint());
-        assert!(auth.mint(&UserId::from("a"), 60).is_err());
+        assert!(auth.mint(UserId::from("a"), 60).is_err());
         let key = EncodingKey::from_ed_pem(ED_PRIVATE.as_bytes()).expect("private key");
         let token = foreign(
             Algorithm::EdDSA,

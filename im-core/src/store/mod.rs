@@ -2,13 +2,14 @@
 //!
 //! Stores are held as `Arc<dyn …>` so a server chooses backends at run time.
 //! Every backend passes the same conformance suite ([`crate::testing`]).
-//! [`Stores`] bundles one of each.
+//! [`Stores`] bundles one of each; [`StoreConfig`] opens them for a backend.
 //!
 //! The write path of messaging is one method: [`ConversationStore::commit`]
 //! takes a [`UnitOfWork`] (see [`unit`]) and applies it atomically.
 //! Backends: [`memory`] (always), `sqlite` and `redis` (features).
 
 mod accounts;
+mod config;
 mod contacts;
 mod conversations;
 mod devices;
@@ -24,6 +25,7 @@ pub mod unit;
 use std::sync::Arc;
 
 pub use accounts::{Account, AccountStore};
+pub use config::StoreConfig;
 pub use contacts::ContactStore;
 pub use conversations::{ConversationStore, Direction, Position};
 pub use devices::{DeviceInfo, DeviceStore, Registered};

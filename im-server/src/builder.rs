@@ -1,0 +1,412 @@
+//! [`ServerBuilder`]: what a server runs with (stores, node, login tokens,
+//! hooks, limits, listeners). Each call sets one thing, and nothing is
+//! built before [`ServerBuilder::bind`], so the result does not depend on
+//! the order of the calls: a token secret is checked on the engine's
+//! clock whether it came before or after the engine settings, and the
+//! node id set with [`ServerBuilder::node`] is the one the engine, the
+//! presence records and the cluster bus all use.
+
+use std::sync::Arc;
+
+use imkit_core::auth::{AccountGuard, Authenticator, JwtAuthenticator};
+use imkit_core::model::NodeId;
+use imkit_core::push::{LogPushNotifier, PushNotifier};
+use imkit_core::store::{StoreConfig, Stores};
+use imkit_core::{Engine, EngineConfig};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ServerError;
+use crate::bus::ClusterBus;
+use crate::config::Limits;
+use crate::handle::{Addrs, ServerHandle, Shared};
+use crate::lifecycle::Lifecycle;
+use crate::registry::Registry;
+use crate::router::Router;
+use crate::server::{Kind, Server, listen};
+
+/// Where the stores come from.
+enum StoreChoice {
+    Open(StoreConfig),
+    Ready(Stores),
+    #[cfg(feature = "redis")]
+    Cluster {
+        url: String,
+        namespace: String,
+        options: crate::cluster::ClusterOptions,
+    },
+}
+
+/// How logins are checked.
+enum AuthChoice {
+    Secret(Vec<u8>),
+    Jwt(Box<JwtAuthenticator>),
+    Custom(Arc<dyn Authenticator>),
+}
+
+/// Chooses everything a server runs with. Start with [`Server::builder`].
+pub struct ServerBuilder {
+    stores: StoreChoice,
+    engine_config: EngineConfig,
+    node: Option<NodeId>,
+    auth: Option<AuthChoice>,
+    notifier: Arc<dyn PushNotifier>,
+    bus: Option<Arc<dyn ClusterBus>>,
+    limits: Limits,
+    tcp: Vec<String>,
+    ws: Vec<String>,
+    #[cfg(feature = "http")]
+    http: Option<(String, crate::http::HttpOptions)>,
+    #[cfg(feature = "http")]
+    blobs: Option<Arc<dyn imkit_core::blob::BlobStore>>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            stores: StoreChoice::Open(StoreConfig::Memory),
+            engine_config: EngineConfig::default(),
+            node: None,
+            auth: None,
+            notifier: Arc::new(LogPushNotifier),
+            bus: None,
+            limits: Limits::default(),
+            tcp: Vec::new(),
+            ws: Vec::new(),
+            #[cfg(feature = "http")]
+            http: None,
+            #[cfg(feature = "http")]
+            blobs: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("limits", &self.limits)
+            .field("tcp", &self.tcp)
+            .field("ws", &self.ws)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A builder with default limits and in-memory stores.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+}
+
+impl ServerBuilder {
+    /// Which stores to open at [`ServerBuilder::bind`] (default: memory),
+    /// e.g. `StoreConfig::sqlite("imkit.db")`.
+    pub fn store(mut self, config: StoreConfig) -> Self {
+        self.stores = StoreChoice::Open(config);
+        self
+    }
+
+    /// Stores already open (for tests and custom backends).
+    pub fn stores(mut self, stores: Stores) -> Self {
+        self.stores = StoreChoice::Ready(stores);
+        self
+    }
+
+    /// Joins a cluster of nodes sharing the Redis at `url` (feature
+    /// `redis`): its stores, its presence with node liveness, and its
+    /// pub/sub bus, all for this builder's node id.
+    #[cfg(feature = "redis")]
+    pub fn redis_cluster(
+        mut self,
+        url: impl Into<String>,
+        namespace: impl Into<String>,
+        options: crate::cluster::ClusterOptions,
+    ) -> Self {
+        self.stores = StoreChoice::Cluster {
+            url: url.into(),
+            namespace: namespace.into(),
+            options,
+        };
+        self
+    }
+
+    /// Engine settings: recall window, content limits, clock. Its `node`
+    /// is used unless [`ServerBuilder::node`] sets one.
+    pub fn engine_config(mut self, config: EngineConfig) -> Self {
+        self.engine_config = config;
+        self
+    }
+
+    /// This node's id (default `node-1`): set once, used by the engine,
+    /// presence and the cluster bus.
+    pub fn node(mut self, node: impl Into<NodeId>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// How login tokens are checked (required, or use
+    /// [`ServerBuilder::token_secret`] or [`ServerBuilder::jwt`]).
+    pub fn authenticator(mut self, auth: Arc<dyn Authenticator>) -> Self {
+        self.auth = Some(AuthChoice::Custom(auth));
+        self
+    }
+
+    /// Checks login tokens as HS256 JWTs signed with this secret (and
+    /// imkit's older `v1.` tokens) on the engine's clock, and lets
+    /// [`ServerHandle::mint_token`] and the HTTP admin API issue and revoke
+    /// them. The secret must not be empty.
+    pub fn token_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.auth = Some(AuthChoice::Secret(secret.into()));
+        self
+    }
+
+    /// Checks login tokens as JWTs with `jwt` (a shared secret or a public
+    /// key); the HTTP admin API revokes them, and issues them when `jwt`
+    /// holds the secret.
+    pub fn jwt(mut self, jwt: JwtAuthenticator) -> Self {
+        self.auth = Some(AuthChoice::Jwt(Box::new(jwt)));
+        self
+    }
+
+    /// Serves the HTTP API on `addr` with these options (feature `http`).
+    #[cfg(feature = "http")]
+    pub fn http(mut self, addr: impl Into<String>, options: crate::http::HttpOptions) -> Self {
+        self.http = Some((addr.into(), options));
+        self
+    }
+
+    /// Where uploaded files live (default: in memory; the binary uses a
+    /// directory).
+    #[cfg(feature = "http")]
+    pub fn blob_store(mut self, blobs: Arc<dyn imkit_core::blob::BlobStore>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// Who is told about messages for users with no device online
+    /// (default: a log line).
+    pub fn push_notifier(mut self, notifier: Arc<dyn PushNotifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// How this node reaches other nodes (default: none, a single node).
+    /// [`ServerBuilder::redis_cluster`] sets one up; this is for your own.
+    pub fn cluster_bus(mut self, bus: Arc<dyn ClusterBus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Connection limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Adds a TCP listener, e.g. `"0.0.0.0:7400"` (`:0` picks a free port).
+    pub fn tcp(mut self, addr: impl Into<String>) -> Self {
+        self.tcp.push(addr.into());
+        self
+    }
+
+    /// Adds a WebSocket listener.
+    pub fn websocket(mut self, addr: impl Into<String>) -> Self {
+        self.ws.push(addr.into());
+        self
+    }
+
+    /// Binds (see [`ServerBuilder::bind`]) and serves in a task of its
+    /// own; the handle has the bound addresses, mints tokens and shuts the
+    /// server down. For an embedder that does not need to await the
+    /// server's end.
+    pub async fn start(self) -> Result<ServerHandle, ServerError> {
+        let server = self.bind().await?;
+        let handle = server.handle();
+        tokio::spawn(async move {
+            if let Err(e) = server.run().await {
+                tracing::error!(error = %e, "server stopped with an error");
+            }
+        });
+        Ok(handle)
+    }
+
+    /// Opens the stores and binds the listeners. Nothing is accepted until
+    /// [`Server::run`].
+    pub async fn bind(mut self) -> Result<Server, ServerError> {
+        self.limits.validate()?;
+        if let Some(node) = self.node.take() {
+            self.engine_config.node = node;
+        }
+        let node = self.engine_config.node.clone();
+        let (auth, minter): (Arc<dyn Authenticator>, Option<JwtAuthenticator>) =
+            match self.auth.take() {
+                None => {
+                    return Err(ServerError::Config(
+                        "an authenticator (or token secret) is required".into(),
+                    ));
+                }
+                Some(AuthChoice::Custom(a)) => (a, None),
+                Some(AuthChoice::Jwt(j)) => (Arc::new((*j).clone()), Some(*j)),
+                Some(AuthChoice::Secret(secret)) => {
+                    let j = JwtAuthenticator::hs256(secret, self.engine_config.clock.clone())
+                        .map_err(|e| {
+                            ServerError::Config(format!("the token secret cannot be used: {e}"))
+                        })?;
+                    (Arc::new(j.clone()), Some(j))
+                }
+            };
+        let (listeners, budget) = self.listen().await?;
+        let (stores, cluster_bus) = self.open_stores(&node).await?;
+        let bus = cluster_bus.or(self.bus);
+        if let Some(theirs) = bus.as_ref().and_then(|b| b.node())
+            && *theirs != node
+        {
+            return Err(ServerError::Config(format!(
+                "the cluster bus speaks for node {theirs} but this server is node {node}; \
+                 give both the same node id"
+            )));
+        }
+        // Revoked tokens, disabled accounts and the system user are refused
+        // whatever checks the token itself.
+        let auth: Arc<dyn Authenticator> =
+            Arc::new(AccountGuard::new(auth, stores.accounts.clone()));
+        let engine = Engine::with_notifier(stores, self.engine_config, self.notifier);
+        // A node that restarts may have left presence entries behind.
+        let stale = engine.stores().presence.clear_node(&node).await?;
+        if stale > 0 {
+            tracing::info!(%node, stale, "cleared presence left by a previous run");
+        }
+        let first = |kind| {
+            listeners
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .and_then(|(_, l): &(Kind, tokio::net::TcpListener)| l.local_addr().ok())
+        };
+        let addrs = Addrs {
+            tcp: first(Kind::Tcp),
+            ws: first(Kind::Ws),
+            http: first(Kind::Http),
+        };
+        let registry = Arc::new(Registry::default());
+        let router = Router::new(engine.clone(), registry, bus, &self.limits);
+        let lifecycle = Lifecycle::new(router.clone());
+        let shared = Arc::new(Shared {
+            engine,
+            router,
+            lifecycle,
+            auth,
+            minter,
+            limits: self.limits.clone(),
+            queries: Arc::new(Semaphore::new(self.limits.max_concurrent_queries)),
+            shutdown: CancellationToken::new(),
+            addrs,
+        });
+        #[cfg(feature = "http")]
+        let http = self.http.map(|(_, options)| crate::http::AppState {
+            server: ServerHandle {
+                shared: shared.clone(),
+            },
+            auth: shared.auth.clone(),
+            minter: shared.minter.clone(),
+            blobs: self
+                .blobs
+                .unwrap_or_else(|| Arc::new(imkit_core::blob::MemoryBlobStore::default())),
+            options: Arc::new(options),
+            clock: shared.engine.config().clock.clone(),
+        });
+        Ok(Server {
+            listeners,
+            permits: Arc::new(Semaphore::new(budget.chat)),
+            budget,
+            shared,
+            tracker: TaskTracker::new(),
+            #[cfg(feature = "http")]
+            http,
+        })
+    }
+
+    /// Binds every listener and splits the open-file budget among them.
+    async fn listen(
+        &self,
+    ) -> Result<
+        (
+            Vec<(Kind, tokio::net::TcpListener)>,
+            crate::fds::ConnectionBudget,
+        ),
+        ServerError,
+    > {
+        #[cfg(feature = "http")]
+        let http_addrs: Vec<String> = self.http.iter().map(|(a, _)| a.clone()).collect();
+        #[cfg(not(feature = "http"))]
+        let http_addrs: Vec<String> = Vec::new();
+        if self.tcp.is_empty() && self.ws.is_empty() && http_addrs.is_empty() {
+            return Err(ServerError::Config("no listener configured".into()));
+        }
+        let mut listeners = Vec::new();
+        for (addrs, kind) in [
+            (&self.tcp, Kind::Tcp),
+            (&self.ws, Kind::Ws),
+            (&http_addrs, Kind::Http),
+        ] {
+            for addr in addrs {
+                let l = listen(addr, self.limits.listen_backlog)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        what: kind.name(),
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                listeners.push((kind, l));
+            }
+        }
+        #[cfg(feature = "http")]
+        let http_max = self.http.as_ref().and_then(|(_, o)| o.max_connections);
+        #[cfg(not(feature = "http"))]
+        let http_max = None;
+        let fd_limit = crate::fds::raise_fd_limit()
+            .map_err(|e| ServerError::Config(format!("cannot read the open-file limit: {e}")))?;
+        let budget = crate::fds::budget(
+            fd_limit,
+            self.limits.max_connections,
+            http_max,
+            !http_addrs.is_empty(),
+        )?;
+        tracing::debug!(
+            fd_limit,
+            chat = budget.chat,
+            http = budget.http,
+            "connection budget"
+        );
+        Ok((listeners, budget))
+    }
+
+    /// The stores, and in cluster mode the bus that comes with them.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    async fn open_stores(
+        &mut self,
+        node: &NodeId,
+    ) -> Result<(Stores, Option<Arc<dyn ClusterBus>>), ServerError> {
+        match std::mem::replace(&mut self.stores, StoreChoice::Open(StoreConfig::Memory)) {
+            StoreChoice::Ready(stores) => Ok((stores, None)),
+            StoreChoice::Open(config) => {
+                if !config.is_durable() {
+                    tracing::warn!("in-memory store: messages are lost when the server stops");
+                }
+                tracing::info!(store = %config, "opening stores");
+                Ok((config.open().await?, None))
+            }
+            #[cfg(feature = "redis")]
+            StoreChoice::Cluster {
+                url,
+                namespace,
+                options,
+            } => {
+                tracing::info!(%url, %namespace, %node, "redis store, cluster mode");
+                let (stores, bus) =
+                    crate::cluster::connect(&url, &namespace, node.clone(), options).await?;
+                Ok((stores, Some(bus as Arc<dyn ClusterBus>)))
+            }
+        }
+    }
+}
