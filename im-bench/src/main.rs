@@ -15,6 +15,7 @@ mod imkit;
 mod imkit_big;
 mod imkit_pairs;
 mod mqtt_wire;
+mod nats;
 mod peers;
 mod stats;
 mod storm;
@@ -334,7 +335,7 @@ async fn run(s: Scenario) -> Result<Vec<Report>, String> {
         Scenario::Idle { target, conns } => match target.system {
             System::ImkitTcp | System::ImkitWs => imkit::idle(&target, conns).await,
             System::Mqtt => peers::mqtt_idle(&target, conns).await,
-            System::Nats => peers::nats_idle(&target, conns).await,
+            System::Nats => nats::nats_idle(&target, conns).await,
             System::Amqp => Err("no idle scenario for AMQP".into()),
         },
         Scenario::Reliable {
@@ -352,7 +353,7 @@ async fn run(s: Scenario) -> Result<Vec<Report>, String> {
                 System::Mqtt => {
                     peers::mqtt_pairs(&target, pairs, window, secs, fire_and_forget).await
                 }
-                System::Nats => peers::nats_pairs(&target, pairs, window, secs).await,
+                System::Nats => nats::nats_pairs(&target, pairs, window, secs).await,
                 System::Amqp => amqp::pairs(&target, pairs, window, secs).await,
             }?;
             r.label = label;
@@ -416,7 +417,7 @@ async fn run(s: Scenario) -> Result<Vec<Report>, String> {
                 imkit::broadcast(&target, members, rate, secs).await
             }
             System::Mqtt => peers::mqtt_broadcast(&target, members, rate, secs).await,
-            System::Nats => peers::nats_broadcast(&target, members, rate, secs).await,
+            System::Nats => nats::nats_broadcast(&target, members, rate, secs).await,
             System::Amqp => Err("no broadcast scenario for AMQP".into()),
         },
         Scenario::SmallGroups {

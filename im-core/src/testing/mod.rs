@@ -19,6 +19,7 @@
 mod accounts;
 mod contacts;
 pub mod conversations;
+mod cursors;
 mod devices;
 mod groups;
 mod presence;
@@ -34,7 +35,9 @@ pub use groups::group_suite;
 pub use presence::presence_suite;
 
 use crate::model::*;
-use crate::store::Stores;
+use std::sync::Arc;
+
+use crate::store::{ConversationStore, MoveTo, Stores, UnitOfWork};
 
 /// A fresh prefix so repeated runs against one database do not collide.
 fn fresh(tag: &str) -> String {
@@ -65,6 +68,41 @@ fn new_message(
         timestamp_ms: 1_700_000_000_000,
         content,
     }
+}
+
+pub(crate) type Store = Arc<dyn ConversationStore>;
+
+/// A unit that appends `m` the way a send does: the sender reads up to it
+/// and the sending device holds it.
+pub(crate) fn send_unit(m: NewMessage) -> UnitOfWork {
+    let (sender, device) = (m.sender.clone(), m.sender_device.clone());
+    UnitOfWork::new(m.conversation.clone())
+        .append(m)
+        .read(sender.clone(), MoveTo::Appended)
+        .delivered(sender, device, MoveTo::Appended)
+}
+
+pub(crate) async fn send(store: &Store, m: NewMessage) -> Appended {
+    store
+        .commit(send_unit(m))
+        .await
+        .expect("commit")
+        .appended
+        .expect("appended")
+}
+
+pub(crate) fn recall_of(target: &Message, by: &UserId) -> pb::Content {
+    pb::Content {
+        body: Some(pb::content::Body::Recall(pb::Recall {
+            target_message_id: target.id.to_string(),
+            target_seq: target.seq,
+            recalled_by: by.to_string(),
+        })),
+    }
+}
+
+pub(crate) fn seqs(v: Vec<Message>) -> Vec<u64> {
+    v.into_iter().map(|m| m.seq).collect()
 }
 
 /// Every case, by name, taking the stores to check.
