@@ -1,5 +1,23 @@
 //! imkit client SDK.
 //!
+//! ```no_run
+//! use imkit_client::{Client, ClientOptions, Content, Event, Peer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), imkit_client::ClientError> {
+//! let (client, mut events) = Client::connect("127.0.0.1:7400", ClientOptions::default()).await?;
+//! client.login("<a token from your backend>", "phone").await?;
+//! let sent = client.send(Peer::user("bob"), Content::text("hello")).await?;
+//! println!("stored at seq {}", sent.seq);
+//! while let Some(event) = events.recv().await {
+//!     if let Event::Message(m) = event {
+//!         println!("{}: {:?}", m.sender_id, m.text());
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! [`Client::connect`] returns a cheap-to-clone [`Client`] handle and an
 //! [`Events`] stream. Log in with [`Client::login`], then send with
 //! [`Client::send_text`] (resolves when the server has stored the message)

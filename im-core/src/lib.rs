@@ -1,5 +1,35 @@
 //! imkit core: where instant-messaging semantics live, with no sockets.
 //!
+//! ```
+//! use imkit_core::store::Stores;
+//! use imkit_core::{Caller, Engine, EngineConfig};
+//! use imkit_proto::pb;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> imkit_core::Result<()> {
+//! let engine = Engine::new(Stores::memory(), EngineConfig::default());
+//! let alice = Caller::new("alice", "phone");
+//! let sent = engine
+//!     .send(&alice, pb::SendRequest {
+//!         client_msg_id: "m-1".into(),
+//!         to: Some(pb::send_request::To::UserId("bob".into())),
+//!         content: Some(pb::Content::text("hello")),
+//!     })
+//!     .await?;
+//! // Stored at seq 1; `pushes` says which connected devices get it.
+//! assert_eq!(sent.reply.seq, 1);
+//! let bob = Caller::new("bob", "laptop");
+//! let page = engine
+//!     .history(&bob, pb::HistoryRequest {
+//!         conversation_id: sent.reply.conversation_id.clone(),
+//!         ..Default::default()
+//!     })
+//!     .await?;
+//! assert_eq!(page.messages[0].text(), Some("hello"));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! * [`model`]: ids, messages, groups.
 //! * [`store`]: one async trait per kind of state (presence, conversations
 //!   with their cursors, devices, groups, contacts, accounts), held as

@@ -1,5 +1,24 @@
 //! The imkit wire protocol, with no I/O.
 //!
+//! ```
+//! use bytes::BytesMut;
+//! use imkit_proto::{Frame, Packet, PacketId, pb};
+//!
+//! // A send request, as a client writes it...
+//! let packet = Packet::Send(pb::SendRequest {
+//!     client_msg_id: "m-1".into(),
+//!     to: Some(pb::send_request::To::UserId("bob".into())),
+//!     content: Some(pb::Content::text("hello")),
+//! });
+//! let bytes = packet.to_frame(PacketId::new()).to_bytes(64 * 1024)?;
+//!
+//! // ...and as the server reads it back, however the bytes arrive.
+//! let mut buf = BytesMut::from(&bytes[..]);
+//! let frame = Frame::decode(&mut buf, 64 * 1024)?.expect("one whole frame");
+//! assert_eq!(Packet::from_frame(&frame)?, packet);
+//! # Ok::<(), imkit_proto::ProtoError>(())
+//! ```
+//!
 //! A connection carries frames: a 4-byte big-endian length that counts
 //! itself, a 24-byte [`Header`] (type, version, flags, packet id) and a
 //! protobuf payload defined in `proto/imkit.proto` (generated into [`pb`]).

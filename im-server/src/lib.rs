@@ -1,5 +1,28 @@
 //! imkit server: assembles the core over TCP and WebSocket.
 //!
+//! ```
+//! use std::time::Duration;
+//! use imkit_core::store::StoreConfig;
+//! use imkit_server::{Limits, Server};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), imkit_server::ServerError> {
+//! let server = Server::builder()
+//!     .store(StoreConfig::Memory) // or StoreConfig::sqlite("imkit.db")
+//!     .token_secret("change-me")
+//!     .limits(Limits::default())
+//!     .tcp("127.0.0.1:0")
+//!     .websocket("127.0.0.1:0")
+//!     .start()
+//!     .await?;
+//! println!("chat on {:?}", server.tcp_addr());
+//! let token = server.mint_token("alice", Duration::from_secs(3600))?;
+//! # let _ = token;
+//! server.shutdown();
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! [`Server::builder`] picks stores, the authenticator, the push notifier,
 //! [`Limits`] and listeners; [`Server::run`] serves until shutdown. Inside,
 //! each connection is a session task (login deadline, heartbeats, rate
