@@ -50,7 +50,6 @@ impl Default for ClusterOptions {
 
 /// The Redis cluster bus of one node.
 pub struct RedisCluster {
-    client: redis::Client,
     db: RedisDb,
     presence: RedisPresence,
     node: NodeId,
@@ -74,15 +73,12 @@ pub async fn connect(
     options: ClusterOptions,
 ) -> Result<(Stores, std::sync::Arc<RedisCluster>), ServerError> {
     let db = RedisDb::connect(url, namespace).await?;
-    let client = redis::Client::open(url)
-        .map_err(|e| ServerError::Config(format!("redis url {url:?}: {e}")))?;
     let presence = RedisPresence::with_liveness(db.clone());
     // Mark this node alive before it takes any login.
     presence.heartbeat(&node, options.liveness_ttl).await?;
     let mut stores = stores_on(db.clone());
     stores.presence = std::sync::Arc::new(presence.clone());
     let bus = RedisCluster {
-        client,
         db,
         presence,
         node,
@@ -132,11 +128,7 @@ impl RedisCluster {
         shutdown: &CancellationToken,
         recovering: bool,
     ) -> Result<(), String> {
-        let mut pubsub = self
-            .client
-            .get_async_pubsub()
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut pubsub = self.db.pubsub().await.map_err(|e| e.to_string())?;
         pubsub
             .subscribe(self.channel(&self.node))
             .await

@@ -60,6 +60,7 @@ pub(crate) fn err(e: impl std::fmt::Display) -> Error {
 /// A connection to Redis and the key namespace. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisDb {
+    client: redis::Client,
     conn: ConnectionManager,
     ns: String,
 }
@@ -78,8 +79,9 @@ impl RedisDb {
     /// namespace holds data in another key layout than [`FORMAT`].
     pub async fn connect(url: &str, namespace: &str) -> Result<RedisDb> {
         let client = redis::Client::open(url).map_err(err)?;
-        let conn = ConnectionManager::new(client).await.map_err(err)?;
+        let conn = ConnectionManager::new(client.clone()).await.map_err(err)?;
         let db = RedisDb {
+            client,
             conn,
             ns: namespace.to_owned(),
         };
@@ -106,6 +108,12 @@ impl RedisDb {
     /// A command connection.
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// A new pub/sub connection to the same server (for the cluster bus,
+    /// which needs a connection of its own to subscribe).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub> {
+        self.client.get_async_pubsub().await.map_err(err)
     }
 
     /// The namespace prefix.
