@@ -6,7 +6,8 @@
 //!
 //! The write path of messaging is one method: [`ConversationStore::commit`]
 //! takes a [`UnitOfWork`] (see [`unit`]) and applies it atomically.
-//! Backends: [`memory`] (always), `sqlite` and `redis` (features).
+//! Backends: [`memory`] (always), `sqlite`, `redis` and `postgres`
+//! (features).
 
 mod accounts;
 mod config;
@@ -15,6 +16,8 @@ mod conversations;
 mod devices;
 mod groups;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod presence;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -22,6 +22,8 @@ pub mod conversations;
 mod cursors;
 mod devices;
 mod groups;
+#[cfg(feature = "postgres")]
+pub mod postgres_server;
 mod presence;
 #[cfg(feature = "redis")]
 pub mod redis_server;
