@@ -358,6 +358,7 @@ async fn a_bus_for_another_node_is_refused() {
         &redis.namespace(),
         NodeId::from("node-b"),
         Default::default(),
+        Some(imkit::engine::store::Stores::memory()),
     )
     .await
     .expect("connect");

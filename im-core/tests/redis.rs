@@ -148,3 +148,63 @@ async fn engine_runs_on_redis() {
         .expect("list");
     assert_eq!(list.total_unread, 3);
 }
+
+/// A Redis that could lose what it acknowledged is refused as the record,
+/// with a reason and the settings to change; accepting the loss opens it;
+/// `appendonly yes` with `appendfsync always` passes the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_can_lose_acknowledged_writes_is_refused_as_the_record() {
+    use imkit_core::store::StoreConfig;
+    use imkit_core::store::redis::{Persistence, check_record};
+    let Some(volatile) = TestRedis::own(&[]) else {
+        return;
+    };
+    let db = RedisDb::connect(&volatile.url, &volatile.namespace())
+        .await
+        .expect("connect");
+    let p = Persistence::of(&db).await.expect("settings");
+    assert!(!p.appendonly);
+    let err = check_record(&db, false).await.expect_err("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("appendonly no") && msg.contains("appendfsync always"),
+        "{msg}"
+    );
+    check_record(&db, true).await.expect("accepted explicitly");
+    let refused = StoreConfig::redis(&volatile.url, volatile.namespace())
+        .open()
+        .await
+        .expect_err("StoreConfig refuses it too");
+    assert!(refused.to_string().contains("appendonly no"), "{refused}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let dir = dir.path().to_string_lossy().into_owned();
+    let Some(durable) = TestRedis::own(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        &dir,
+    ]) else {
+        return;
+    };
+    let db = RedisDb::connect(&durable.url, &durable.namespace())
+        .await
+        .expect("connect");
+    assert_eq!(
+        Persistence::of(&db).await.expect("settings"),
+        Persistence {
+            appendonly: true,
+            appendfsync: "always".into()
+        }
+    );
+    check_record(&db, false)
+        .await
+        .expect("a durable Redis passes");
+    let everysec = Persistence {
+        appendonly: true,
+        appendfsync: "everysec".into(),
+    };
+    assert!(everysec.risk().is_some_and(|r| r.contains("a second")));
+}

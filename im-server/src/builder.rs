@@ -30,12 +30,14 @@ use crate::server::{Kind, Server, listen};
 enum StoreChoice {
     Open(StoreConfig),
     Ready(Stores),
-    #[cfg(feature = "redis")]
-    Cluster {
-        url: String,
-        namespace: String,
-        options: crate::cluster::ClusterOptions,
-    },
+}
+
+/// The Redis a cluster's presence and bus live in.
+#[cfg(feature = "redis")]
+struct ClusterChoice {
+    url: String,
+    namespace: String,
+    options: crate::cluster::ClusterOptions,
 }
 
 /// How logins are checked.
@@ -47,7 +49,9 @@ enum AuthChoice {
 
 /// Chooses everything a server runs with. Start with [`Server::builder`].
 pub struct ServerBuilder {
-    stores: StoreChoice,
+    stores: Option<StoreChoice>,
+    #[cfg(feature = "redis")]
+    cluster: Option<ClusterChoice>,
     engine_config: EngineConfig,
     node: Option<NodeId>,
     auth: Option<AuthChoice>,
@@ -65,7 +69,9 @@ pub struct ServerBuilder {
 impl Default for ServerBuilder {
     fn default() -> Self {
         ServerBuilder {
-            stores: StoreChoice::Open(StoreConfig::Memory),
+            stores: None,
+            #[cfg(feature = "redis")]
+            cluster: None,
             engine_config: EngineConfig::default(),
             node: None,
             auth: None,
@@ -103,19 +109,29 @@ impl ServerBuilder {
     /// Which stores to open at [`ServerBuilder::bind`] (default: memory),
     /// e.g. `StoreConfig::sqlite("imkit.db")`.
     pub fn store(mut self, config: StoreConfig) -> Self {
-        self.stores = StoreChoice::Open(config);
+        self.stores = Some(StoreChoice::Open(config));
         self
     }
 
     /// Stores already open (for tests and custom backends).
     pub fn stores(mut self, stores: Stores) -> Self {
-        self.stores = StoreChoice::Ready(stores);
+        self.stores = Some(StoreChoice::Ready(stores));
         self
     }
 
     /// Joins a cluster of nodes sharing the Redis at `url` (feature
-    /// `redis`): its stores, its presence with node liveness, and its
-    /// pub/sub bus, all for this builder's node id.
+    /// `redis`) for presence with node liveness and the pub/sub bus, all for
+    /// this builder's node id.
+    ///
+    /// The record (messages, cursors, groups, accounts) is what
+    /// [`ServerBuilder::store`] names, which must be one every node shares:
+    /// `StoreConfig::postgres(…)` (the recommended topology: a Redis restart
+    /// then loses only presence and wake-ups, which clients recover by
+    /// catching up) or `StoreConfig::redis(…)`. With no store named, the
+    /// record is this same Redis, which must then keep what it
+    /// acknowledged (`appendonly yes`, `appendfsync always`) unless
+    /// [`ClusterOptions::accept_redis_data_loss`](crate::cluster::ClusterOptions::accept_redis_data_loss)
+    /// says otherwise. Memory or SQLite with a cluster is refused at bind.
     #[cfg(feature = "redis")]
     pub fn redis_cluster(
         mut self,
@@ -123,11 +139,11 @@ impl ServerBuilder {
         namespace: impl Into<String>,
         options: crate::cluster::ClusterOptions,
     ) -> Self {
-        self.stores = StoreChoice::Cluster {
+        self.cluster = Some(ClusterChoice {
             url: url.into(),
             namespace: namespace.into(),
             options,
-        };
+        });
         self
     }
 
@@ -387,7 +403,34 @@ impl ServerBuilder {
         &mut self,
         node: &NodeId,
     ) -> Result<(Stores, Option<Arc<dyn ClusterBus>>), ServerError> {
-        match std::mem::replace(&mut self.stores, StoreChoice::Open(StoreConfig::Memory)) {
+        let stores = self.stores.take();
+        #[cfg(feature = "redis")]
+        if let Some(ClusterChoice {
+            url,
+            namespace,
+            options,
+        }) = self.cluster.take()
+        {
+            let record = match stores {
+                None => None,
+                Some(StoreChoice::Ready(stores)) => Some(stores),
+                Some(StoreChoice::Open(config)) if config.is_shared() => {
+                    tracing::info!(record = %config, "opening the cluster's record");
+                    Some(config.open().await?)
+                }
+                Some(StoreChoice::Open(config)) => {
+                    return Err(ServerError::Config(format!(
+                        "a cluster's nodes must share their record, and {config} cannot be \
+                         shared: use postgres (or redis)"
+                    )));
+                }
+            };
+            tracing::info!(%url, %namespace, %node, record = if record.is_some() { "separate" } else { "redis" }, "cluster mode");
+            let (stores, bus) =
+                crate::cluster::connect(&url, &namespace, node.clone(), options, record).await?;
+            return Ok((stores, Some(bus as Arc<dyn ClusterBus>)));
+        }
+        match stores.unwrap_or(StoreChoice::Open(StoreConfig::Memory)) {
             StoreChoice::Ready(stores) => Ok((stores, None)),
             StoreChoice::Open(config) => {
                 if !config.is_durable() {
@@ -395,17 +438,6 @@ impl ServerBuilder {
                 }
                 tracing::info!(store = %config, "opening stores");
                 Ok((config.open().await?, None))
-            }
-            #[cfg(feature = "redis")]
-            StoreChoice::Cluster {
-                url,
-                namespace,
-                options,
-            } => {
-                tracing::info!(%url, %namespace, %node, "redis store, cluster mode");
-                let (stores, bus) =
-                    crate::cluster::connect(&url, &namespace, node.clone(), options).await?;
-                Ok((stores, Some(bus as Arc<dyn ClusterBus>)))
             }
         }
     }

@@ -45,6 +45,7 @@ pub(crate) trait NodeOps: Send + Sync + 'static {
     fn node(&self) -> &NodeId;
     fn deliver(&self, targets: &[Target], frame: &Bytes) -> usize;
     fn check_all(&self) -> usize;
+    fn connected(&self) -> Vec<(UserId, DeviceId)>;
     fn kick(&self, user: &UserId, device: &DeviceId, reason: KickReason) -> bool;
     fn revoke(&self, user: &UserId, token_id: &str) -> usize;
 }
@@ -84,6 +85,12 @@ impl LocalNode {
     /// Returns how many were asked.
     pub fn check_all(&self) -> usize {
         self.ops.check_all()
+    }
+
+    /// The user and device of every local connection (to record their
+    /// presence again after the presence store lost it).
+    pub fn connected(&self) -> Vec<(UserId, DeviceId)> {
+        self.ops.connected()
     }
 
     /// Kicks a local device's connection; returns whether it was here.

@@ -16,6 +16,7 @@
 //! outright stops receiving traffic within one TTL; its users catch up from
 //! their cursors when they reconnect elsewhere.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,10 +24,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use imkit_core::Target;
 use imkit_core::model::{DeviceId, NodeId, UserId};
-use imkit_core::store::Stores;
-use imkit_core::store::redis::{RedisDb, RedisPresence, stores_on};
+use imkit_core::store::redis::{RedisDb, RedisPresence, check_record, stores_on};
+use imkit_core::store::{PresenceStore as _, Stores};
 use imkit_proto::pb::KickReason;
-use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
 use crate::ServerError;
@@ -34,16 +34,31 @@ use crate::bus::{ClusterBus, LocalNode};
 
 /// Cluster settings.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClusterOptions {
     /// How long a node counts as alive after its last heartbeat (default
     /// 5 s). It refreshes at a third of this.
     pub liveness_ttl: Duration,
+    /// When Redis is the record too: start even if its persistence
+    /// settings could lose acknowledged messages (default false: refuse,
+    /// saying which setting to change).
+    pub accept_redis_data_loss: bool,
+    /// Envelopes (wake-ups, kicks, revocations) waiting to be published
+    /// (default 8,192). Past it, or past
+    /// [`ClusterOptions::publish_queue_bytes`], a wake-up is dropped (its
+    /// receivers catch up by sync) and a kick or revocation waits for room.
+    pub publish_queue: usize,
+    /// Bytes of envelopes waiting to be published (default 16 MiB).
+    pub publish_queue_bytes: usize,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
             liveness_ttl: Duration::from_secs(5),
+            accept_redis_data_loss: false,
+            publish_queue: 8_192,
+            publish_queue_bytes: 16 << 20,
         }
     }
 }
@@ -54,6 +69,11 @@ pub struct RedisCluster {
     presence: RedisPresence,
     node: NodeId,
     options: ClusterOptions,
+    /// Envelopes for the publisher, with the bytes they hold.
+    outgoing: tokio::sync::mpsc::Sender<(NodeId, Bytes)>,
+    waiting: tokio::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(NodeId, Bytes)>>>,
+    queued_bytes: AtomicUsize,
+    dropped: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisCluster {
@@ -65,24 +85,39 @@ impl std::fmt::Debug for RedisCluster {
 }
 
 /// Connects a node to a cluster: returns the stores every node shares
-/// (presence with liveness) and this node's bus.
+/// (`record`, or this Redis's own when `None`, with Redis's presence and
+/// liveness in place of the record's presence) and this node's bus. Redis
+/// as the record must pass [`check_record`] unless the options accept the
+/// loss.
 pub async fn connect(
     url: &str,
     namespace: &str,
     node: NodeId,
     options: ClusterOptions,
+    record: Option<Stores>,
 ) -> Result<(Stores, std::sync::Arc<RedisCluster>), ServerError> {
     let db = RedisDb::connect(url, namespace).await?;
     let presence = RedisPresence::with_liveness(db.clone());
+    let mut stores = match record {
+        Some(stores) => stores,
+        None => {
+            check_record(&db, options.accept_redis_data_loss).await?;
+            stores_on(db.clone())
+        }
+    };
     // Mark this node alive before it takes any login.
     presence.heartbeat(&node, options.liveness_ttl).await?;
-    let mut stores = stores_on(db.clone());
     stores.presence = std::sync::Arc::new(presence.clone());
+    let (outgoing, waiting) = tokio::sync::mpsc::channel(options.publish_queue.max(1));
     let bus = RedisCluster {
         db,
         presence,
         node,
         options,
+        outgoing,
+        waiting: tokio::sync::Mutex::new(Some(waiting)),
+        queued_bytes: AtomicUsize::new(0),
+        dropped: AtomicU64::new(0),
     };
     Ok((stores, std::sync::Arc::new(bus)))
 }
@@ -92,13 +127,60 @@ impl RedisCluster {
         format!("{}bus:{}", self.db.namespace(), node)
     }
 
-    async fn publish(&self, node: &NodeId, payload: Bytes) {
-        let mut c = self.db.connection();
-        if let Err(e) = c
-            .publish::<_, _, i64>(self.channel(node), payload.as_ref())
-            .await
+    /// Queues a wake-up for the publisher without waiting: a sender's
+    /// SENT never waits for Redis. A full queue (Redis slow or away) drops
+    /// it; its receivers catch up by sync.
+    fn publish_soon(&self, node: &NodeId, payload: Bytes) {
+        let len = payload.len();
+        // Counted before it is queued: the publisher may take it at once.
+        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if before.saturating_add(len) > self.options.publish_queue_bytes
+            || self.outgoing.try_send((node.clone(), payload)).is_err()
         {
-            tracing::warn!(%node, error = %e, "cluster publish failed; receivers will sync");
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if (n + 1).is_power_of_two() {
+                tracing::warn!(%node, dropped = n + 1, "cluster publish queue full; wake-ups dropped, receivers will sync");
+            }
+        }
+    }
+
+    /// Queues an envelope that must not be dropped (a kick, a revocation),
+    /// waiting for room.
+    async fn publish_surely(&self, node: &NodeId, payload: Bytes) {
+        let len = payload.len();
+        self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if self.outgoing.send((node.clone(), payload)).await.is_err() {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes queued envelopes, every one waiting at once in one
+    /// pipeline (one round trip), until `shutdown`.
+    async fn publisher(&self, shutdown: &CancellationToken) {
+        let Some(mut waiting) = self.waiting.lock().await.take() else {
+            return;
+        };
+        let mut batch = Vec::new();
+        loop {
+            let n = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                n = waiting.recv_many(&mut batch, 256) => n,
+            };
+            if n == 0 {
+                return;
+            }
+            let mut pipe = redis::pipe();
+            let mut bytes = 0;
+            for (node, payload) in batch.drain(..) {
+                bytes += payload.len();
+                pipe.publish(self.channel(&node), payload.as_ref()).ignore();
+            }
+            let mut c = self.db.connection();
+            if let Err(e) = pipe.query_async::<()>(&mut c).await {
+                tracing::warn!(error = %e, envelopes = n, "cluster publish failed; receivers will sync");
+            }
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
 
@@ -119,6 +201,29 @@ impl RedisCluster {
         }
     }
 
+    /// Records every local connection's presence (again); returns how many
+    /// were recorded.
+    async fn announce(&self, local: &LocalNode) -> usize {
+        let connected = local.connected();
+        let recorded =
+            futures::stream::iter(connected)
+                .map(|(user, device)| async move {
+                    self.presence.online(&user, &device, &self.node).await
+                })
+                .buffer_unordered(64)
+                .filter(|r| futures::future::ready(r.is_ok()))
+                .count()
+                .await;
+        if let Err(e) = self
+            .presence
+            .heartbeat(&self.node, self.options.liveness_ttl)
+            .await
+        {
+            tracing::warn!(error = %e, "liveness heartbeat failed");
+        }
+        recorded
+    }
+
     /// Receives this node's channel until the stream fails or `shutdown`.
     /// Once subscribed again after a failure (`recovering`), every local
     /// connection is asked to sync: wake-ups published meanwhile are lost.
@@ -135,8 +240,15 @@ impl RedisCluster {
             .map_err(|e| e.to_string())?;
         tracing::info!(node = %self.node, "cluster bus subscribed");
         if recovering {
+            // Redis may have restarted empty: record this node's
+            // connections again, then have them pull what the gap hid.
+            let announced = self.announce(local).await;
             let asked = local.check_all();
-            tracing::info!(asked, "asked local connections to sync after the bus gap");
+            tracing::info!(
+                announced,
+                asked,
+                "presence recorded again and local connections asked to sync after the bus gap"
+            );
         }
         let mut messages = pubsub.on_message();
         loop {
@@ -168,16 +280,17 @@ impl RedisCluster {
 #[async_trait]
 impl ClusterBus for RedisCluster {
     async fn forward(&self, node: &NodeId, frame: Bytes, targets: Vec<Target>) {
-        self.publish(node, encode_deliver(&targets, &frame)).await;
+        self.publish_soon(node, encode_deliver(&targets, &frame));
     }
 
     async fn kick(&self, node: &NodeId, target: Target, reason: KickReason) {
-        self.publish(node, encode_kick(&target.user, &target.device, reason))
+        self.publish_surely(node, encode_kick(&target.user, &target.device, reason))
             .await;
     }
 
     async fn revoke(&self, node: &NodeId, user: &UserId, token_id: &str) {
-        self.publish(node, encode_revoke(user, token_id)).await;
+        self.publish_surely(node, encode_revoke(user, token_id))
+            .await;
     }
 
     fn node(&self) -> Option<&NodeId> {
@@ -199,12 +312,14 @@ impl ClusterBus for RedisCluster {
                             _ = shutdown.cancelled() => return,
                             _ = tokio::time::sleep(backoff) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        // At most a heartbeat apart, so presence settles
+                        // within two heartbeats of Redis coming back.
+                        backoff = (backoff * 2).min(self.options.liveness_ttl / 3);
                     }
                 }
             }
         };
-        tokio::join!(beats, subscriber);
+        tokio::join!(beats, subscriber, self.publisher(&shutdown));
     }
 }
 

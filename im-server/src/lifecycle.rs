@@ -183,6 +183,10 @@ impl NodeOps for Lifecycle {
         self.router.check_all()
     }
 
+    fn connected(&self) -> Vec<(UserId, DeviceId)> {
+        self.router.connected()
+    }
+
     fn kick(&self, user: &UserId, device: &DeviceId, reason: KickReason) -> bool {
         self.kick_here(user, device, reason)
     }

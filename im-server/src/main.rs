@@ -119,7 +119,25 @@ struct RunArgs {
     /// Recall window in seconds [default: 120].
     #[arg(long)]
     recall_window_secs: Option<u64>,
-    /// Redis URL, for --store redis (cluster mode) [default: redis://127.0.0.1:6379].
+    /// Where presence and cluster wake-ups live: "memory" (one node) or
+    /// "redis" (a cluster; needs a shared record: --store postgres or
+    /// redis) [default: memory; redis with --store redis].
+    #[arg(long, value_enum)]
+    presence: Option<PresenceKind>,
+    /// PostgreSQL URL, for --store postgres
+    /// [default: postgres://postgres@127.0.0.1:5432/imkit].
+    #[arg(long, env = "IMKIT_POSTGRES_URL", hide_env_values = true)]
+    postgres_url: Option<String>,
+    /// PostgreSQL schema the tables live in; nodes of one cluster share it
+    /// [default: imkit].
+    #[arg(long)]
+    postgres_schema: Option<String>,
+    /// With Redis as the record (--store redis): start even if Redis's
+    /// persistence settings could lose acknowledged messages (anything but
+    /// appendonly yes with appendfsync always) [default: refuse].
+    #[arg(long)]
+    redis_accept_data_loss: bool,
+    /// Redis URL, for --store redis or --presence redis [default: redis://127.0.0.1:6379].
     #[arg(long, env = "IMKIT_REDIS_URL")]
     redis_url: Option<String>,
     /// Key namespace in Redis; nodes of one cluster share it [default: imkit:].
@@ -171,7 +189,19 @@ enum StoreKind {
     Sqlite,
     /// In memory: fast, gone on restart.
     Memory,
-    /// Redis: shared by the nodes of a cluster.
+    /// PostgreSQL: the durable record a cluster's nodes share.
+    Postgres,
+    /// Redis as the record (it must run with appendonly yes and
+    /// appendfsync always, or --redis-accept-data-loss).
+    Redis,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum PresenceKind {
+    /// In this process: a single node.
+    Memory,
+    /// In Redis, with the cluster bus: several nodes.
     Redis,
 }
 
@@ -210,6 +240,10 @@ struct FileConfig {
     max_bad_frames: Option<u32>,
     max_concurrent_queries: Option<usize>,
     recall_window_secs: Option<u64>,
+    presence: Option<PresenceKind>,
+    postgres_url: Option<String>,
+    postgres_schema: Option<String>,
+    redis_accept_data_loss: Option<bool>,
     redis_url: Option<String>,
     redis_namespace: Option<String>,
     liveness_ttl_ms: Option<u64>,
@@ -403,10 +437,34 @@ async fn real_main(cli: Cli) -> Result<(), ServerError> {
         ..engine_defaults
     };
     let mut builder = Server::builder();
-    builder = match args.store.or(file.store).unwrap_or(StoreKind::Sqlite) {
+    let store = args.store.or(file.store).unwrap_or(StoreKind::Sqlite);
+    let default_presence = if store == StoreKind::Redis {
+        PresenceKind::Redis
+    } else {
+        PresenceKind::Memory
+    };
+    let presence = args.presence.or(file.presence).unwrap_or(default_presence);
+    builder = match store {
         StoreKind::Memory => builder.store(StoreConfig::Memory),
         StoreKind::Sqlite => builder.store(sqlite_config(&args, &file)?),
-        StoreKind::Redis => with_cluster(builder, &args, &file)?,
+        StoreKind::Postgres => builder.store(postgres_config(&args, &file)?),
+        // The Redis record comes with the cluster below.
+        StoreKind::Redis => builder,
+    };
+    builder = match (store, presence) {
+        (StoreKind::Redis, PresenceKind::Memory) => {
+            return Err(ServerError::Config(
+                "--store redis keeps presence in Redis; drop --presence memory".into(),
+            ));
+        }
+        (StoreKind::Memory | StoreKind::Sqlite, PresenceKind::Redis) => {
+            return Err(ServerError::Config(format!(
+                "--presence redis joins a cluster, whose nodes must share their record; \
+                 {store:?} cannot be shared: use --store postgres"
+            )));
+        }
+        (_, PresenceKind::Redis) => with_cluster(builder, &args, &file)?,
+        (_, PresenceKind::Memory) => builder,
     };
     let tcp = args
         .tcp
@@ -519,6 +577,32 @@ fn sqlite_config(_: &RunArgs, _: &FileConfig) -> Result<StoreConfig, ServerError
     ))
 }
 
+#[cfg(feature = "postgres")]
+fn postgres_config(args: &RunArgs, file: &FileConfig) -> Result<StoreConfig, ServerError> {
+    use imkit_core::store::postgres::PostgresOptions;
+    let url = args
+        .postgres_url
+        .clone()
+        .or(file.postgres_url.clone())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/imkit".into());
+    let mut options = PostgresOptions::default();
+    if let Some(schema) = args
+        .postgres_schema
+        .clone()
+        .or(file.postgres_schema.clone())
+    {
+        options = options.in_schema(schema);
+    }
+    Ok(StoreConfig::Postgres { url, options })
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_config(_: &RunArgs, _: &FileConfig) -> Result<StoreConfig, ServerError> {
+    Err(ServerError::Config(
+        "this build has no postgres feature; rebuild with --features postgres".into(),
+    ))
+}
+
 #[cfg(feature = "redis")]
 fn with_cluster(
     builder: imkit_server::ServerBuilder,
@@ -535,12 +619,13 @@ fn with_cluster(
         .clone()
         .or(file.redis_namespace.clone())
         .unwrap_or_else(|| "imkit:".into());
-    let options = imkit_server::cluster::ClusterOptions {
-        liveness_ttl: args
-            .liveness_ttl_ms
-            .or(file.liveness_ttl_ms)
-            .map_or(Duration::from_secs(5), Duration::from_millis),
-    };
+    let mut options = imkit_server::cluster::ClusterOptions::default();
+    options.liveness_ttl = args
+        .liveness_ttl_ms
+        .or(file.liveness_ttl_ms)
+        .map_or(Duration::from_secs(5), Duration::from_millis);
+    options.accept_redis_data_loss =
+        args.redis_accept_data_loss || file.redis_accept_data_loss.unwrap_or(false);
     Ok(builder.redis_cluster(url, namespace, options))
 }
 

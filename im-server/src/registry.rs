@@ -231,6 +231,17 @@ impl Registry {
         out
     }
 
+    /// The user and device of every connection.
+    pub(crate) fn devices(&self) -> Vec<(UserId, DeviceId)> {
+        let mut out = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            for (user, devices) in shard.lock().iter() {
+                out.extend(devices.iter().map(|(d, _)| (user.clone(), d.clone())));
+            }
+        }
+        out
+    }
+
     /// How many connections are registered.
     pub(crate) fn len(&self) -> usize {
         self.count.load(Ordering::Relaxed) as usize

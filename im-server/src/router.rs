@@ -219,6 +219,13 @@ impl Router {
 
     /// Asks every connection on this node to sync (`SyncNotice { CHECK }`);
     /// returns how many were asked.
+    /// The user and device of every local connection.
+    pub(crate) fn connected(
+        &self,
+    ) -> Vec<(imkit_core::model::UserId, imkit_core::model::DeviceId)> {
+        self.registry.devices()
+    }
+
     pub(crate) fn check_all(&self) -> usize {
         let Some(bytes) = bare_notice(SyncReason::Check) else {
             return 0;

@@ -1,7 +1,8 @@
 //! A cluster node killed with SIGKILL: its users' presence disappears
 //! within the liveness TTL, they reconnect to another node, and nothing
-//! that was acknowledged is lost. Real `imkit-server` processes on a real
-//! Redis.
+//! that was acknowledged is lost. Real `imkit-server` processes, in both
+//! topologies: the record in PostgreSQL with presence in Redis, and
+//! everything in Redis.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use imkit_core::auth::HmacAuthenticator;
 use imkit_core::model::UserId;
 use imkit_core::store::PresenceStore;
 use imkit_core::store::redis::{RedisDb, RedisPresence};
+use imkit_core::testing::postgres_server::TestPostgres;
 use imkit_core::testing::redis_server::TestRedis;
 use imkit_proto::{Frame, FrameCodec, FrameLimits, Packet, PacketId, pb};
 use tokio::net::TcpStream;
@@ -27,17 +29,11 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-async fn node(redis: &TestRedis, ns: &str, name: &str) -> (Child, u16) {
+async fn node(redis: &TestRedis, ns: &str, name: &str, record: &[String]) -> (Child, u16) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_imkit-server"))
-        .args([
-            "--store",
-            "redis",
-            "--redis-url",
-            &redis.url,
-            "--redis-namespace",
-            ns,
-        ])
+        .args(["--redis-url", &redis.url, "--redis-namespace", ns])
+        .args(record)
         .args([
             "--node",
             name,
@@ -131,13 +127,41 @@ impl Raw {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_loses_nothing_acknowledged() {
+async fn a_killed_node_loses_nothing_acknowledged_on_redis() {
     let Some(redis) = TestRedis::start() else {
         return;
     };
+    // The test Redis keeps nothing on disk: accepted, since only nodes die here.
+    let record = ["--store", "redis", "--redis-accept-data-loss"].map(String::from);
+    killed_node_case(&redis, &record).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_nothing_acknowledged_on_postgres() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let Some(pg) = TestPostgres::start().await else {
+        return;
+    };
+    let record = [
+        "--store",
+        "postgres",
+        "--presence",
+        "redis",
+        "--postgres-url",
+        &pg.url,
+        "--postgres-schema",
+        &pg.schema,
+    ]
+    .map(String::from);
+    killed_node_case(&redis, &record).await;
+}
+
+async fn killed_node_case(redis: &TestRedis, record: &[String]) {
     let ns = redis.namespace();
-    let (mut a, port_a) = node(&redis, &ns, "a").await;
-    let (_b, port_b) = node(&redis, &ns, "b").await;
+    let (mut a, port_a) = node(redis, &ns, "a", record).await;
+    let (_b, port_b) = node(redis, &ns, "b", record).await;
 
     let mut bob = Raw::login(port_a, "bob").await;
     let mut alice = Raw::login(port_b, "alice").await;

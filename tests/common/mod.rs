@@ -60,12 +60,35 @@ impl TestServer {
         }
     }
 
-    /// A node of a cluster on a shared Redis.
+    /// A node of a cluster whose record is in PostgreSQL (`pg_url`, `schema`)
+    /// and whose presence and bus are in the Redis at `url`.
+    #[cfg(all(feature = "redis", feature = "postgres"))]
+    pub async fn postgres_cluster_node(
+        pg_url: &str,
+        schema: &str,
+        url: &str,
+        namespace: &str,
+        node: &str,
+    ) -> TestServer {
+        use imkit::engine::store::StoreConfig;
+        use imkit::engine::store::postgres::PostgresOptions;
+        let record = StoreConfig::Postgres {
+            url: pg_url.to_owned(),
+            options: PostgresOptions::default().in_schema(schema),
+        };
+        let options = test_cluster_options();
+        Self::custom(|b| {
+            b.store(record)
+                .redis_cluster(url, namespace, options)
+                .node(node)
+        })
+        .await
+    }
+
+    /// A node of a cluster on a shared Redis (the record in Redis too).
     #[cfg(feature = "redis")]
     pub async fn cluster_node(url: &str, namespace: &str, node: &str) -> TestServer {
-        let options = imkit::server::cluster::ClusterOptions {
-            liveness_ttl: Duration::from_secs(2),
-        };
+        let options = test_cluster_options();
         Self::custom(|b| b.redis_cluster(url, namespace, options).node(node)).await
     }
 
@@ -80,11 +103,9 @@ impl TestServer {
     ) -> TestServer {
         use imkit::engine::EngineConfig;
         use imkit::engine::model::NodeId;
-        use imkit::server::cluster::{ClusterOptions, connect};
-        let options = ClusterOptions {
-            liveness_ttl: Duration::from_secs(2),
-        };
-        let (stores, bus) = connect(url, namespace, NodeId::from(node), options)
+        use imkit::server::cluster::connect;
+        let options = test_cluster_options();
+        let (stores, bus) = connect(url, namespace, NodeId::from(node), options, None)
             .await
             .expect("cluster connect");
         let bus = wrap(bus);
@@ -182,6 +203,7 @@ pub fn text_of(m: &imkit::proto::pb::Message) -> &str {
 pub struct Proxy {
     pub addr: SocketAddr,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    blocked: Arc<std::sync::atomic::AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -190,9 +212,15 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let c = conns.clone();
+        let blocked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, b) = (conns.clone(), blocked.clone());
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if b.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Cut off: the connection goes nowhere.
+                    drop(inbound);
+                    continue;
+                }
                 let Ok(mut outbound) = TcpStream::connect(upstream).await else {
                     continue;
                 };
@@ -202,7 +230,26 @@ impl Proxy {
                 c.lock().push(h);
             }
         });
-        Proxy { addr, conns, task }
+        Proxy {
+            addr,
+            conns,
+            blocked,
+            task,
+        }
+    }
+
+    /// Cuts every connection and refuses new ones until [`Proxy::heal`]:
+    /// the far side is unreachable.
+    pub fn block(&self) {
+        self.blocked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cut();
+    }
+
+    /// Lets connections through again.
+    pub fn heal(&self) {
+        self.blocked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Drops every connection through the proxy; new ones are accepted.
@@ -296,4 +343,14 @@ impl RawConn {
         let f = self.next().await?;
         Some(Packet::from_frame(&f).expect("decodes"))
     }
+}
+
+/// Cluster options for tests: a short liveness, and the test Redis (which
+/// keeps nothing on disk) accepted as the record.
+#[cfg(feature = "redis")]
+fn test_cluster_options() -> imkit::server::cluster::ClusterOptions {
+    let mut options = imkit::server::cluster::ClusterOptions::default();
+    options.liveness_ttl = Duration::from_secs(2);
+    options.accept_redis_data_loss = true;
+    options
 }

@@ -416,8 +416,17 @@ impl Engine {
     }
 
     /// The connected devices of `users`, except the caller's own device.
+    /// What these reach is live-only or already stored (receipts, typing,
+    /// events), so a failing presence store means no live push, not a
+    /// failed operation.
     async fn online_targets(&self, users: &[UserId], skip: Option<&Caller>) -> Result<Vec<Target>> {
-        let located = self.inner.stores.presence.locate_many(users).await?;
+        let located = match self.inner.stores.presence.locate_many(users).await {
+            Ok(located) => located,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence lookup failed; no live push");
+                return Ok(Vec::new());
+            }
+        };
         let mut targets = Vec::with_capacity(located.len());
         for loc in located {
             let Some(user) = users.get(loc.user) else {
@@ -440,8 +449,20 @@ impl Engine {
     /// (other than the sender) with no device online. Nothing is written
     /// for devices that are not connected: their delivered cursors already
     /// say what they lack.
+    ///
+    /// The message is stored by now, so a presence store that fails (Redis
+    /// restarting under a cluster) does not fail the send: nobody is pushed
+    /// to live, and receivers catch up from their cursors (the cluster asks
+    /// every connection to sync once its bus is back).
     async fn fan_out(&self, message: &Message, users: &[UserId], sender: &Caller) -> Result<Push> {
-        let located = self.inner.stores.presence.locate_many(users).await?;
+        let located = match self.inner.stores.presence.locate_many(users).await {
+            Ok(located) => located,
+            Err(e) => {
+                tracing::warn!(error = %e, conversation = %message.conversation, seq = message.seq,
+                    "presence lookup failed after the commit; receivers will catch up");
+                return Ok(message_push(message, Vec::new()));
+            }
+        };
         let mut targets = Vec::with_capacity(located.len());
         let mut offline = Vec::new();
         // Entries come in the order of `users`: who has none is offline.

@@ -31,6 +31,19 @@ pub enum StoreConfig {
         url: String,
         /// Key prefix; the nodes of one cluster share it.
         namespace: String,
+        /// Open even if Redis's persistence settings could lose what it
+        /// acknowledged (see [`super::redis::check_record`]); default false.
+        accept_data_loss: bool,
+    },
+    /// A PostgreSQL database (feature `postgres`): the durable record a
+    /// cluster's nodes share. Presence is in memory unless the server puts
+    /// Redis's beside it.
+    #[cfg(feature = "postgres")]
+    Postgres {
+        /// `postgres://user@host:port/db`.
+        url: String,
+        /// Schema, pool sizes and queue bounds.
+        options: super::postgres::PostgresOptions,
     },
 }
 
@@ -50,6 +63,16 @@ impl StoreConfig {
         StoreConfig::Redis {
             url: url.into(),
             namespace: namespace.into(),
+            accept_data_loss: false,
+        }
+    }
+
+    /// PostgreSQL at `url` with default options.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(url: impl Into<String>) -> StoreConfig {
+        StoreConfig::Postgres {
+            url: url.into(),
+            options: super::postgres::PostgresOptions::default(),
         }
     }
 
@@ -67,9 +90,33 @@ impl StoreConfig {
                     .map_err(|e| crate::Error::store("sqlite open", e))?
             }
             #[cfg(feature = "redis")]
-            StoreConfig::Redis { url, namespace } => {
-                super::redis::open_stores(url, namespace).await
+            StoreConfig::Redis {
+                url,
+                namespace,
+                accept_data_loss,
+            } => {
+                let db = super::redis::RedisDb::connect(url, namespace).await?;
+                super::redis::check_record(&db, *accept_data_loss).await?;
+                Ok(super::redis::stores_on(db))
             }
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres { url, options } => {
+                super::postgres::open_stores(url, options.clone()).await
+            }
+        }
+    }
+
+    /// Whether several servers can share this record (a cluster's nodes
+    /// must): Redis and PostgreSQL can, memory and SQLite cannot.
+    pub fn is_shared(&self) -> bool {
+        match self {
+            StoreConfig::Memory => false,
+            #[cfg(feature = "sqlite")]
+            StoreConfig::Sqlite { .. } => false,
+            #[cfg(feature = "redis")]
+            StoreConfig::Redis { .. } => true,
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres { .. } => true,
         }
     }
 
@@ -88,8 +135,32 @@ impl std::fmt::Display for StoreConfig {
                 write!(f, "sqlite {} ({:?})", path.display(), options.durability)
             }
             #[cfg(feature = "redis")]
-            StoreConfig::Redis { url, namespace } => write!(f, "redis {url} ({namespace})"),
+            StoreConfig::Redis { url, namespace, .. } => write!(f, "redis {url} ({namespace})"),
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres { url, options } => {
+                write!(f, "postgres {} (schema {})", redact(url), options.schema)
+            }
         }
+    }
+}
+
+/// `url` without its password, for logs.
+#[cfg(feature = "postgres")]
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -115,5 +186,15 @@ mod tests {
         assert!(dir.path().join("a.db").exists());
         let bad = StoreConfig::sqlite(dir.path().join("no/such/dir/a.db"));
         assert!(bad.open().await.is_err());
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_postgres_password_stays_out_of_the_logs() {
+        let c = StoreConfig::postgres("postgres://imkit:hunter2@db:5432/chat");
+        assert!(c.is_durable() && c.is_shared());
+        let shown = c.to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("imkit:***@db:5432/chat"), "{shown}");
     }
 }

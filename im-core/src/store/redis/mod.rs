@@ -31,6 +31,7 @@ mod contacts;
 mod conversations;
 mod devices;
 mod groups;
+mod persistence;
 mod presence;
 
 pub use accounts::RedisAccounts;
@@ -38,6 +39,7 @@ pub use contacts::RedisContacts;
 pub use conversations::RedisConversations;
 pub use devices::RedisDevices;
 pub use groups::RedisGroups;
+pub use persistence::{Persistence, check_record};
 pub use presence::RedisPresence;
 
 /// The version of the key layout this build reads and writes. Version 2
@@ -73,13 +75,29 @@ impl std::fmt::Debug for RedisDb {
     }
 }
 
+/// How long opening a connection to Redis may take before it counts as
+/// failed (1 s).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a command may wait for its answer before it fails (2 s): a
+/// Redis that is cut off must not stall sends, whose record may be
+/// elsewhere, nor presence lookups.
+pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// The longest pause between reconnection attempts, in milliseconds (1 s).
+pub const RECONNECT_MAX_DELAY_MS: u64 = 1_000;
+
 impl RedisDb {
     /// Connects (with automatic reconnection) to `url`, e.g.
     /// `redis://127.0.0.1:6379`, with keys under `namespace`. Fails if the
     /// namespace holds data in another key layout than [`FORMAT`].
     pub async fn connect(url: &str, namespace: &str) -> Result<RedisDb> {
         let client = redis::Client::open(url).map_err(err)?;
-        let conn = ConnectionManager::new(client.clone()).await.map_err(err)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(COMMAND_TIMEOUT)
+            .set_max_delay(RECONNECT_MAX_DELAY_MS);
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(err)?;
         let db = RedisDb {
             client,
             conn,

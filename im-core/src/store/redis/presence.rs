@@ -58,6 +58,18 @@ redis.call('DEL', KEYS[1])
 return removed
 ";
 
+/// How long a presence lookup may take (500 ms). Lookups sit on the send
+/// path after the commit; a Redis that is away or stalled must not hold
+/// SENT, so a lookup past this fails and the message is not pushed live
+/// (its receivers catch up by sync).
+pub(super) const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn bounded<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(LOOKUP_TIMEOUT, f)
+        .await
+        .unwrap_or_else(|_| Err(err(format!("presence lookup took over {LOOKUP_TIMEOUT:?}"))))
+}
+
 impl RedisPresence {
     /// Presence without liveness checks.
     pub fn new(db: RedisDb) -> Self {
@@ -88,6 +100,42 @@ impl RedisPresence {
         c.exists(self.db.key(&["p", "alive", node.as_str()]))
             .await
             .map_err(err)
+    }
+
+    async fn locate_now(&self, user: &UserId) -> Result<Vec<DeviceLocation>> {
+        let mut c = self.db.connection();
+        let map: Vec<(String, String)> = c.hgetall(self.user_key(user)).await.map_err(err)?;
+        let users = [user.clone()];
+        Ok(self
+            .filter_alive(&users, vec![parse_locations(map)])
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    async fn locate_many_now(&self, users: &[UserId]) -> Result<Vec<Located>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for u in users {
+            pipe.hgetall(self.user_key(u));
+        }
+        let mut c = self.db.connection();
+        let maps: Vec<Vec<(String, String)>> = pipe.query_async(&mut c).await.map_err(err)?;
+        let located = maps.into_iter().map(parse_locations).collect();
+        let alive = self.filter_alive(users, located).await?;
+        Ok(alive
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, devices)| {
+                devices.into_iter().map(move |l| Located {
+                    user: i,
+                    device: l.device,
+                    node: l.node,
+                })
+            })
+            .collect())
     }
 
     fn user_key(&self, u: &UserId) -> String {
@@ -188,39 +236,11 @@ impl PresenceStore for RedisPresence {
     }
 
     async fn locate(&self, user: &UserId) -> Result<Vec<DeviceLocation>> {
-        let mut c = self.db.connection();
-        let map: Vec<(String, String)> = c.hgetall(self.user_key(user)).await.map_err(err)?;
-        let users = [user.clone()];
-        Ok(self
-            .filter_alive(&users, vec![parse_locations(map)])
-            .await?
-            .pop()
-            .unwrap_or_default())
+        bounded(self.locate_now(user)).await
     }
 
     async fn locate_many(&self, users: &[UserId]) -> Result<Vec<Located>> {
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for u in users {
-            pipe.hgetall(self.user_key(u));
-        }
-        let mut c = self.db.connection();
-        let maps: Vec<Vec<(String, String)>> = pipe.query_async(&mut c).await.map_err(err)?;
-        let located = maps.into_iter().map(parse_locations).collect();
-        let alive = self.filter_alive(users, located).await?;
-        Ok(alive
-            .into_iter()
-            .enumerate()
-            .flat_map(|(i, devices)| {
-                devices.into_iter().map(move |l| Located {
-                    user: i,
-                    device: l.device,
-                    node: l.node,
-                })
-            })
-            .collect())
+        bounded(self.locate_many_now(users)).await
     }
 
     async fn users_on(&self, node: &NodeId) -> Result<Vec<UserId>> {
