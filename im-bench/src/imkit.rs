@@ -232,7 +232,7 @@ pub(crate) async fn broadcast(
     let names: Vec<String> = (0..members).map(|i| format!("b{run}-{i}")).collect();
     let sender_name = format!("bs{run}");
     let (mut s_rd, mut s_wr) = login(t, &sender_name).await?;
-    let conns = login_many(t, names.clone()).await?;
+    let conns = login_many(&t.receiving(), names.clone()).await?;
     let group = create_group(&mut s_rd, &mut s_wr, "broadcast", names).await?;
     let f = Fanout::new((rate * secs) as usize);
     let mut tasks = Vec::new();

@@ -139,16 +139,14 @@ async fn connect_pairs(
     pairs: usize,
 ) -> Result<Vec<(Rd, OwnedWriteHalf, Rd, OwnedWriteHalf, String, String)>, String> {
     let run = run_id();
-    let mut users = Vec::new();
-    for i in 0..pairs {
-        users.push(format!("s{run}-{i}"));
-        users.push(format!("r{run}-{i}"));
-    }
-    let mut conns = login_many(t, users).await?.into_iter();
+    let senders: Vec<String> = (0..pairs).map(|i| format!("s{run}-{i}")).collect();
+    let receivers: Vec<String> = (0..pairs).map(|i| format!("r{run}-{i}")).collect();
+    let mut senders = login_many(t, senders).await?.into_iter();
+    let mut receivers = login_many(&t.receiving(), receivers).await?.into_iter();
     let mut out = Vec::with_capacity(pairs);
     for i in 0..pairs {
-        let (s_rd, s_wr) = conns.next().ok_or("missing connection")?;
-        let (r_rd, r_wr) = conns.next().ok_or("missing connection")?;
+        let (s_rd, s_wr) = senders.next().ok_or("missing connection")?;
+        let (r_rd, r_wr) = receivers.next().ok_or("missing connection")?;
         let (s, r) = (format!("s{run}-{i}"), format!("r{run}-{i}"));
         out.push((
             s_rd,

@@ -73,6 +73,22 @@ struct Target {
     /// imkit token secret.
     #[arg(long, default_value = "bench-secret")]
     secret: String,
+    /// imkit: a second node of the same cluster. Receivers and group
+    /// members connect there, senders to --addr, so every message crosses
+    /// nodes (reliable, rate, broadcast).
+    #[arg(long)]
+    receivers_addr: Option<String>,
+}
+
+impl Target {
+    /// Where receivers connect: the second node if there is one.
+    pub(crate) fn receiving(&self) -> Target {
+        let mut t = self.clone();
+        if let Some(addr) = &self.receivers_addr {
+            t.addr = addr.clone();
+        }
+        t
+    }
 }
 
 #[derive(Subcommand, Debug)]
