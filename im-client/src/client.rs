@@ -69,12 +69,12 @@ impl Client {
         addr: &str,
         options: ClientOptions,
     ) -> Result<(Client, Events), ClientError> {
-        let addr = ServerAddr::parse(addr)?;
-        let (reader, writer) = transport::connect(&addr).await?;
+        let endpoint = transport::Endpoint::new(ServerAddr::parse(addr)?, &options)?;
+        let (reader, writer) = transport::connect(&endpoint).await?;
         let (tx, rx) = mpsc::channel(256);
         let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connected);
-        let actor = Actor::new(addr, options, reader, writer, events_tx, state_tx);
+        let actor = Actor::new(endpoint, options, reader, writer, events_tx, state_tx);
         tokio::spawn(actor.run(rx));
         Ok((
             Client {

@@ -5,9 +5,14 @@ use imkit_proto::ErrorCode;
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The address is not `host:port`, `tcp://host:port` or `ws://host:port/path`.
+    /// The address is not `host:port`, `tcp://host:port`, `tls://host:port`,
+    /// `ws://host:port/path` or `wss://host:port/path`.
     #[error("invalid address {0:?}")]
     InvalidAddress(String),
+    /// TLS could not be set up: no usable roots, a bad CA, or a handshake
+    /// the server's certificate failed (not trusted, wrong name, expired).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Connecting failed.
     #[error("cannot connect to {addr}: {message}")]
     Connect {

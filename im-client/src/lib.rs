@@ -40,6 +40,8 @@ mod client;
 mod command;
 mod error;
 mod ordering;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 
 use std::time::Duration;
@@ -51,6 +53,8 @@ pub use command::{ConnectionState, MIN_HEARTBEAT_MS};
 pub use error::ClientError;
 pub use imkit_proto::pb as proto;
 pub use imkit_proto::pb::{Content, File, Message};
+#[cfg(feature = "tls")]
+pub use tls::TrustedRoots;
 pub use transport::ServerAddr;
 
 /// Client settings; every field has a default.
@@ -88,6 +92,10 @@ pub struct ClientOptions {
     /// then reconnects with the new token. `None` (the default): the
     /// client stops and the app logs in again itself.
     pub token_refresh: Option<TokenRefresh>,
+    /// Whom `tls://` and `wss://` servers must chain to (feature `tls`;
+    /// default: the platform's roots).
+    #[cfg(feature = "tls")]
+    pub tls_roots: TrustedRoots,
 }
 
 /// A callback that mints a fresh login token, usually by asking the app's
@@ -134,6 +142,8 @@ impl Default for ClientOptions {
             ack_delay: Duration::from_millis(10),
             idle_sync: Some(Duration::from_secs(180)),
             token_refresh: None,
+            #[cfg(feature = "tls")]
+            tls_roots: TrustedRoots::Platform,
         }
     }
 }

@@ -59,6 +59,7 @@ mod error;
 pub mod model;
 pub mod push;
 pub mod store;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

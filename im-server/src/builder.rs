@@ -64,6 +64,10 @@ pub struct ServerBuilder {
     http: Option<(String, crate::http::HttpOptions)>,
     #[cfg(feature = "http")]
     blobs: Option<Arc<dyn imkit_core::blob::BlobStore>>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::TlsOptions>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<String>,
 }
 
 impl Default for ServerBuilder {
@@ -84,6 +88,10 @@ impl Default for ServerBuilder {
             http: None,
             #[cfg(feature = "http")]
             blobs: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 }
@@ -226,6 +234,24 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves every listener (TCP, WebSocket, HTTP) over TLS with this
+    /// certificate and key (feature `tls`). Plain connections are then
+    /// refused at the handshake.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, options: crate::TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
+    /// Serves Prometheus metrics at `http://addr/metrics` (feature
+    /// `metrics`; plain HTTP, for a private network). Installs the
+    /// process's metrics recorder; see [`crate::metrics`].
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self, addr: impl Into<String>) -> Self {
+        self.metrics = Some(addr.into());
+        self
+    }
+
     /// Adds a WebSocket listener.
     pub fn websocket(mut self, addr: impl Into<String>) -> Self {
         self.ws.push(addr.into());
@@ -272,7 +298,14 @@ impl ServerBuilder {
                     (Arc::new(j.clone()), Some(j))
                 }
             };
+        #[cfg(feature = "tls")]
+        let tls = self.tls.take().map(crate::tls::Tls::new).transpose()?;
         let (listeners, budget) = self.listen().await?;
+        #[cfg(feature = "metrics")]
+        let exporter = match self.metrics.take() {
+            Some(addr) => Some(crate::metrics::Exporter::bind(&addr).await?),
+            None => None,
+        };
         let (stores, cluster_bus) = self.open_stores(&node).await?;
         let bus = cluster_bus.or(self.bus);
         if let Some(theirs) = bus.as_ref().and_then(|b| b.node())
@@ -303,6 +336,8 @@ impl ServerBuilder {
             tcp: first(Kind::Tcp),
             ws: first(Kind::Ws),
             http: first(Kind::Http),
+            #[cfg(feature = "metrics")]
+            metrics: exporter.as_ref().and_then(|e| e.local_addr()),
         };
         let registry = Arc::new(Registry::default());
         let router = Router::new(engine.clone(), registry, bus, &self.limits);
@@ -317,6 +352,8 @@ impl ServerBuilder {
             queries: Arc::new(Semaphore::new(self.limits.max_concurrent_queries)),
             shutdown: CancellationToken::new(),
             addrs,
+            #[cfg(feature = "tls")]
+            tls,
         });
         #[cfg(feature = "http")]
         let http = self.http.map(|(_, options)| crate::http::AppState {
@@ -339,6 +376,8 @@ impl ServerBuilder {
             tracker: TaskTracker::new(),
             #[cfg(feature = "http")]
             http,
+            #[cfg(feature = "metrics")]
+            exporter,
         })
     }
 

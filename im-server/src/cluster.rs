@@ -138,6 +138,7 @@ impl RedisCluster {
             || self.outgoing.try_send((node.clone(), payload)).is_err()
         {
             self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            crate::metrics::bus_dropped();
             let n = self.dropped.fetch_add(1, Ordering::Relaxed);
             if (n + 1).is_power_of_two() {
                 tracing::warn!(%node, dropped = n + 1, "cluster publish queue full; wake-ups dropped, receivers will sync");
@@ -259,6 +260,7 @@ impl RedisCluster {
             let payload: Vec<u8> = msg.get_payload().map_err(|e| e.to_string())?;
             match decode(Bytes::from(payload)) {
                 Some(Envelope::Deliver { targets, frame }) => {
+                    crate::metrics::bus("in", "deliver");
                     local.deliver(&targets, frame);
                 }
                 Some(Envelope::Kick {
@@ -266,9 +268,11 @@ impl RedisCluster {
                     device,
                     reason,
                 }) => {
+                    crate::metrics::bus("in", "kick");
                     local.kick(&user, &device, reason);
                 }
                 Some(Envelope::Revoke { user, token_id }) => {
+                    crate::metrics::bus("in", "revoke");
                     local.revoke(&user, &token_id);
                 }
                 None => tracing::warn!("malformed cluster envelope dropped"),
@@ -280,15 +284,18 @@ impl RedisCluster {
 #[async_trait]
 impl ClusterBus for RedisCluster {
     async fn forward(&self, node: &NodeId, frame: Bytes, targets: Vec<Target>) {
+        crate::metrics::bus("out", "deliver");
         self.publish_soon(node, encode_deliver(&targets, &frame));
     }
 
     async fn kick(&self, node: &NodeId, target: Target, reason: KickReason) {
+        crate::metrics::bus("out", "kick");
         self.publish_surely(node, encode_kick(&target.user, &target.device, reason))
             .await;
     }
 
     async fn revoke(&self, node: &NodeId, user: &UserId, token_id: &str) {
+        crate::metrics::bus("out", "revoke");
         self.publish_surely(node, encode_revoke(user, token_id))
             .await;
     }

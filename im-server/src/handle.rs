@@ -28,6 +28,19 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// Where the listeners are bound.
     pub(crate) addrs: Addrs,
+    /// The certificate every listener presents, when TLS is on.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Tls>,
+}
+
+impl Shared {
+    /// Whether the listeners speak TLS.
+    pub(crate) fn tls_on(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
 }
 
 /// The bound addresses, first of each kind.
@@ -36,6 +49,8 @@ pub(crate) struct Addrs {
     pub(crate) tcp: Option<std::net::SocketAddr>,
     pub(crate) ws: Option<std::net::SocketAddr>,
     pub(crate) http: Option<std::net::SocketAddr>,
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
 }
 
 /// Controls a running server from elsewhere. Cheap to clone.
@@ -92,6 +107,29 @@ impl ServerHandle {
     /// The HTTP API's address (feature `http`).
     pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
         self.shared.addrs.http
+    }
+
+    /// Reads the TLS certificate and key files again (the binary does this
+    /// on SIGHUP). New handshakes present the new certificate; open
+    /// connections keep theirs. Returns `Ok(false)` when TLS is off; on
+    /// an error the old certificate stays.
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self) -> Result<bool, ServerError> {
+        match &self.shared.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// The Prometheus endpoint's address (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared.addrs.metrics
+    }
+
+    /// Whether a graceful shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.is_cancelled()
     }
 
     /// Starts a graceful shutdown.

@@ -33,7 +33,8 @@
 //! [`ClusterBus`]. Devices that are not connected catch up from their
 //! cursors. With feature `http`, [`http`] serves the HTTP API (accounts,
 //! tokens, server-side sends, files; see docs/openapi.json) behind its own
-//! timeouts and limits. [`fds`] splits the open-file budget between chat
+//! timeouts and limits. With feature `tls`, [`TlsOptions`] puts every
+//! listener behind TLS (rustls). [`fds`] splits the open-file budget between chat
 //! and HTTP connections; SECURITY.md lists every limit and what it stops.
 //! The `imkit-server` binary wraps all of it.
 
@@ -48,11 +49,14 @@ mod handle;
 #[cfg(feature = "http")]
 pub mod http;
 mod lifecycle;
+pub mod metrics;
 mod outbox;
 mod registry;
 mod router;
 mod server;
 mod session;
+#[cfg(feature = "tls")]
+mod tls;
 mod transport;
 
 pub use builder::ServerBuilder;
@@ -62,3 +66,5 @@ pub use error::ServerError;
 pub use handle::ServerHandle;
 pub use router::Router;
 pub use server::Server;
+#[cfg(feature = "tls")]
+pub use tls::TlsOptions;

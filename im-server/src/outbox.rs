@@ -130,7 +130,7 @@ impl Outbox {
     }
 
     /// Bytes queued now.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "metrics"))]
     pub(crate) fn queued_bytes(&self) -> usize {
         self.state.lock().bytes
     }

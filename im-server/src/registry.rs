@@ -61,6 +61,7 @@ impl ConnHandle {
     pub(crate) fn kick(&self, reason: KickReason, message: impl Into<String>) {
         let mut r = self.state.reason.lock();
         if r.is_none() {
+            crate::metrics::kick(reason);
             *r = Some((reason, message.into()));
         }
         drop(r);

@@ -257,6 +257,9 @@ impl Router {
                 }
             });
         }
+        if kind == Some(PacketKind::MessagePush) {
+            crate::metrics::live_deliveries(queued);
+        }
         queued
     }
 

@@ -59,6 +59,8 @@ pub struct Server {
     pub(crate) tracker: TaskTracker,
     #[cfg(feature = "http")]
     pub(crate) http: Option<crate::http::AppState>,
+    #[cfg(feature = "metrics")]
+    pub(crate) exporter: Option<crate::metrics::Exporter>,
 }
 
 impl std::fmt::Debug for Server {
@@ -129,7 +131,17 @@ impl Server {
             tracker,
             #[cfg(feature = "http")]
             http,
+            #[cfg(feature = "metrics")]
+            exporter,
         } = self;
+        #[cfg(feature = "metrics")]
+        if let Some(exporter) = exporter {
+            tracker.spawn(exporter.serve(shared.clone(), shared.shutdown.clone()));
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = shared.tls.clone() {
+            tracker.spawn(tls.watch(shared.shutdown.clone()));
+        }
         if let Some(bus) = shared.router.bus().cloned() {
             let local = LocalNode::new(shared.lifecycle.node_ops());
             let token = shared.shutdown.clone();
@@ -144,12 +156,14 @@ impl Server {
                         state,
                         budget.http,
                         shared.shutdown.clone(),
+                        #[cfg(feature = "tls")]
+                        shared.tls.clone(),
                     ));
                 }
                 continue;
             }
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(kind = kind.name(), %addr, node = %shared.engine.config().node, "listening");
+                tracing::info!(kind = kind.name(), %addr, tls = shared.tls_on(), node = %shared.engine.config().node, "listening");
             }
             tracker.spawn(accept_loop(
                 kind,
@@ -225,6 +239,34 @@ pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
         .max_frame_size(Some(limits.max_inbound_frame))
 }
 
+/// The TLS handshake, when TLS is on, within the login deadline; `None`
+/// when it failed (a plain client on a TLS port, a bad certificate).
+async fn accept_tls(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: &SocketAddr,
+) -> Option<transport::Socket> {
+    let _ = stream.set_nodelay(true);
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &shared.tls {
+        // Boxed: rustls's handshake state is large and short-lived.
+        let handshake = Box::pin(tls.acceptor().accept(stream));
+        return match tokio::time::timeout(shared.limits.login_deadline, handshake).await {
+            Ok(Ok(s)) => Some(transport::Socket::Tls(Box::new(s))),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                None
+            }
+        };
+    }
+    let _ = (shared, peer);
+    Some(transport::Socket::Plain(stream))
+}
+
 async fn connection(
     kind: Kind,
     stream: TcpStream,
@@ -232,17 +274,23 @@ async fn connection(
     _permit: OwnedSemaphorePermit,
     shared: Arc<Shared>,
 ) {
+    let _open = crate::metrics::connection_opened(kind.name());
     // Until login succeeds only small frames are read (see `session`).
     let max = shared.limits.max_prelogin_frame;
-    let (reader, writer) = match kind {
+    let socket = match accept_tls(&shared, stream, &peer).await {
+        Some(s) => s,
+        None => return,
+    };
+    let (reader, writer) = match (kind, socket) {
         // HTTP listeners are served by axum, never through here.
-        Kind::Tcp | Kind::Http => transport::tcp(stream, max),
-        Kind::Ws => {
-            let _ = stream.set_nodelay(true);
+        (Kind::Tcp | Kind::Http, transport::Socket::Plain(stream)) => transport::tcp(stream, max),
+        #[cfg(feature = "tls")]
+        (Kind::Tcp | Kind::Http, transport::Socket::Tls(stream)) => transport::tls(*stream, max),
+        (Kind::Ws, socket) => {
             // Boxed so the connection's task does not keep room for the
             // handshake once it is done.
             let handshake = Box::pin(tokio_tungstenite::accept_async_with_config(
-                stream,
+                socket,
                 Some(ws_config(&shared.limits)),
             ));
             match tokio::time::timeout(shared.limits.login_deadline, handshake).await {
@@ -258,7 +306,7 @@ async fn connection(
             }
         }
     };
-    session::run(shared, reader, writer, peer.to_string()).await;
+    session::run(shared, reader, writer, peer.to_string(), kind.name()).await;
 }
 #[cfg(test)]
 mod footprint {

@@ -39,6 +39,8 @@ struct Session {
     /// When the login token expires; the session ends then.
     token_expiry: Option<Instant>,
     peer: String,
+    /// `tcp` or `websocket`, for metrics.
+    transport: &'static str,
 }
 
 /// Most frames a session takes from a connection at once (those already
@@ -56,6 +58,7 @@ pub(crate) async fn run(
     mut reader: FrameReader,
     writer: FrameWriter,
     peer: String,
+    transport: &'static str,
 ) {
     let limits = &shared.limits;
     let outbox = Arc::new(Outbox::new(limits.queue_len, limits.queue_bytes));
@@ -78,6 +81,7 @@ pub(crate) async fn run(
         bad_frames,
         token_expiry: None,
         peer,
+        transport,
     };
     crate::router::paced(session.read_loop(&mut reader)).await;
     // Boxed: the engine's futures are large, and an idle connection should
@@ -150,6 +154,7 @@ pub(crate) async fn write_loop(
         // What the socket takes at once (the usual case) is written without
         // a future, a timer or an allocation; the rest waits, boxed, so an
         // idle writer holds only its wait for frames.
+        crate::metrics::frames_out(batch.len());
         let mut written = Written::default();
         let outcome = match w.try_write_batch(&batch, &mut written) {
             Ok(true) => Ok(()),
@@ -292,8 +297,10 @@ impl Session {
         let mut next = Some(first);
         let mut taken = 1;
         while let Some(frame) = next.take() {
+            crate::metrics::frames_in(1);
             // Every frame pays, good or bad, before anything answers it.
             if let Err(not_until) = self.limiter.check() {
+                crate::metrics::rate_limited();
                 self.run_requests(std::mem::take(&mut run)).await;
                 let id = frame.header.packet_id;
                 self.error(
@@ -490,6 +497,7 @@ impl Session {
                 identity.user
             }
             Err(e) => {
+                crate::metrics::login(self.transport, false);
                 self.error(id, e.code(), e.to_string()).await;
                 return Flow::Close;
             }
@@ -514,6 +522,7 @@ impl Session {
             }
         };
         let node = self.shared.engine.config().node.clone();
+        crate::metrics::login(self.transport, true);
         tracing::debug!(%user, %device, peer = %self.peer, platform = req.platform, "login");
         let limits = &self.shared.limits;
         let resp = pb::LoginResponse {

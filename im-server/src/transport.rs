@@ -1,20 +1,97 @@
-//! One reader and one writer type over both transports. A TCP stream
-//! carries frames back to back; a WebSocket carries exactly one frame per
-//! binary message. Everything above this file sees only frames.
+//! One reader and one writer type over both transports, plain or TLS. A
+//! TCP stream carries frames back to back; a WebSocket carries exactly one
+//! frame per binary message. Everything above this file sees only frames.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use imkit_proto::{Frame, ProtoError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws = WebSocketStream<TcpStream>;
+/// A TLS session over TCP (feature `tls`).
+#[cfg(feature = "tls")]
+pub(crate) type TlsTcp = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// An accepted connection, plain or TLS: what a WebSocket runs over.
+pub(crate) enum Socket {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<TlsTcp>),
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Socket::Plain(s) => s.is_write_vectored(),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(feature = "tls")]
+            Socket::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+pub(crate) type Ws = WebSocketStream<Socket>;
 
 /// Initial read buffer per TCP connection; it grows with the bytes of the
 /// frame being read (never to a length the peer only declared).
@@ -38,6 +115,13 @@ pub(crate) enum FrameReader {
         buf: BytesMut,
         max: usize,
     },
+    /// TCP framing inside TLS: the same frames, decrypted by rustls.
+    #[cfg(feature = "tls")]
+    Tls {
+        rd: tokio::io::ReadHalf<TlsTcp>,
+        buf: BytesMut,
+        max: usize,
+    },
     Ws {
         rd: SplitStream<Ws>,
         max: usize,
@@ -47,6 +131,8 @@ pub(crate) enum FrameReader {
 /// Writes batches of encoded frames to a connection.
 pub(crate) enum FrameWriter {
     Tcp(OwnedWriteHalf),
+    #[cfg(feature = "tls")]
+    Tls(tokio::io::WriteHalf<TlsTcp>),
     Ws(SplitSink<Ws, Message>),
 }
 
@@ -61,6 +147,21 @@ pub(crate) fn tcp(stream: TcpStream, max_inbound: usize) -> (FrameReader, FrameW
             max: max_inbound,
         },
         FrameWriter::Tcp(wr),
+    )
+}
+
+/// Splits a TLS session carrying TCP framing.
+#[cfg(feature = "tls")]
+pub(crate) fn tls(stream: TlsTcp, max_inbound: usize) -> (FrameReader, FrameWriter) {
+    let _ = stream.get_ref().0.set_nodelay(true);
+    let (rd, wr) = tokio::io::split(stream);
+    (
+        FrameReader::Tls {
+            rd,
+            buf: BytesMut::with_capacity(INITIAL_READ_BUFFER),
+            max: max_inbound,
+        },
+        FrameWriter::Tls(wr),
     )
 }
 
@@ -81,6 +182,8 @@ impl FrameReader {
     pub(crate) fn set_max(&mut self, new_max: usize) {
         match self {
             FrameReader::Tcp { max, .. } | FrameReader::Ws { max, .. } => *max = new_max,
+            #[cfg(feature = "tls")]
+            FrameReader::Tls { max, .. } => *max = new_max,
         }
     }
 
@@ -88,20 +191,9 @@ impl FrameReader {
     /// Cancel-safe: bytes already read stay buffered.
     pub(crate) async fn next(&mut self) -> Result<Option<Frame>, ReadError> {
         match self {
-            FrameReader::Tcp { rd, buf, max } => loop {
-                if let Some(frame) = Frame::decode(buf, *max).map_err(ReadError::Proto)? {
-                    return Ok(Some(frame));
-                }
-                if buf.capacity() == buf.len() {
-                    buf.reserve(INITIAL_READ_BUFFER);
-                }
-                match rd.read_buf(buf).await {
-                    Ok(0) if buf.is_empty() => return Ok(None),
-                    Ok(0) => return Err(ReadError::Io("connection closed mid-frame".into())),
-                    Ok(_) => {}
-                    Err(e) => return Err(ReadError::Io(e.to_string())),
-                }
-            },
+            FrameReader::Tcp { rd, buf, max } => read_frame(rd, buf, *max).await,
+            #[cfg(feature = "tls")]
+            FrameReader::Tls { rd, buf, max } => read_frame(rd, buf, *max).await,
             FrameReader::Ws { rd, max } => loop {
                 match rd.next().await {
                     None | Some(Ok(Message::Close(_))) => return Ok(None),
@@ -121,6 +213,29 @@ impl FrameReader {
                     Some(Ok(_)) => continue, // ping, pong, raw frames
                 }
             },
+        }
+    }
+}
+
+/// The next frame of a byte stream; `Ok(None)` when the peer closed
+/// between frames. Cancel-safe: bytes already read stay in `buf`.
+async fn read_frame(
+    rd: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Option<Frame>, ReadError> {
+    loop {
+        if let Some(frame) = Frame::decode(buf, max).map_err(ReadError::Proto)? {
+            return Ok(Some(frame));
+        }
+        if buf.capacity() == buf.len() {
+            buf.reserve(INITIAL_READ_BUFFER);
+        }
+        match rd.read_buf(buf).await {
+            Ok(0) if buf.is_empty() => return Ok(None),
+            Ok(0) => return Err(ReadError::Io("connection closed mid-frame".into())),
+            Ok(_) => {}
+            Err(e) => return Err(ReadError::Io(e.to_string())),
         }
     }
 }
@@ -171,7 +286,7 @@ impl Written {
 /// Writes what remains of `frames` with as few `writev` calls as the
 /// socket allows, without copying them into one buffer first.
 async fn write_all_vectored(
-    wr: &mut OwnedWriteHalf,
+    wr: &mut (impl AsyncWrite + Unpin),
     frames: &[Bytes],
     written: &mut Written,
 ) -> io::Result<()> {
@@ -205,6 +320,10 @@ impl FrameReader {
                     _ => None,
                 }
             }
+            // Already decrypted and buffered frames only: rustls has no
+            // non-blocking read of its own.
+            #[cfg(feature = "tls")]
+            FrameReader::Tls { buf, max, .. } => Frame::decode(buf, *max).ok().flatten(),
             // A WebSocket message taken here but not a frame (a close, a
             // text) would be lost to `next`, so WebSocket requests are
             // taken one at a time.
@@ -247,6 +366,11 @@ impl FrameWriter {
     ) -> io::Result<()> {
         match self {
             FrameWriter::Tcp(wr) => write_all_vectored(wr, frames, written).await,
+            #[cfg(feature = "tls")]
+            FrameWriter::Tls(wr) => {
+                write_all_vectored(wr, frames, written).await?;
+                wr.flush().await
+            }
             FrameWriter::Ws(wr) => {
                 for f in &frames[written.frames..] {
                     wr.feed(Message::Binary(f.clone()))
@@ -262,6 +386,10 @@ impl FrameWriter {
     pub(crate) async fn close(&mut self) {
         match self {
             FrameWriter::Tcp(wr) => {
+                let _ = wr.shutdown().await;
+            }
+            #[cfg(feature = "tls")]
+            FrameWriter::Tls(wr) => {
                 let _ = wr.shutdown().await;
             }
             FrameWriter::Ws(wr) => {

@@ -18,6 +18,8 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+pub mod pki;
+
 pub const SECRET: &str = "e2e-secret";
 pub const WAIT: Duration = Duration::from_secs(10);
 

@@ -182,7 +182,7 @@ impl Actor {
             attempt: self.attempt,
         })
         .await;
-        match transport::connect(&self.addr).await {
+        match transport::connect(&self.endpoint).await {
             Ok((reader, writer)) => {
                 self.conn = Some(Conn { reader, writer });
                 let _ = self.state.send(ConnectionState::Connected);

@@ -21,7 +21,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::catch_up::{AfterSync, SyncRound};
 use crate::command::{Command, ConnectionState, MIN_HEARTBEAT_MS, Reply, refusal};
 use crate::ordering::{Conversations, Need};
-use crate::transport::{self, Reader, ServerAddr, Writer};
+use crate::transport::{self, Endpoint, Reader, Writer};
 use crate::{ClientError, ClientOptions, Event};
 
 struct Conn {
@@ -84,7 +84,7 @@ struct OutboxItem {
 }
 
 pub(crate) struct Actor {
-    addr: ServerAddr,
+    endpoint: Endpoint,
     options: ClientOptions,
     conn: Option<Conn>,
     creds: Option<Creds>,
@@ -119,7 +119,7 @@ fn never() -> Instant {
 impl Actor {
     /// An actor for a fresh connection; [`Actor::run`] runs it.
     pub(crate) fn new(
-        addr: ServerAddr,
+        endpoint: Endpoint,
         options: ClientOptions,
         reader: Reader,
         writer: Writer,
@@ -127,7 +127,7 @@ impl Actor {
         state: watch::Sender<ConnectionState>,
     ) -> Actor {
         Actor {
-            addr,
+            endpoint,
             options,
             conn: Some(Conn { reader, writer }),
             creds: None,

@@ -494,6 +494,7 @@ impl Engine {
                 .cloned(),
         );
         if !offline.is_empty() {
+            crate::telemetry::delivered("offline", offline.len());
             self.inner.notifier.notify_offline(&offline, message).await;
         }
         Ok(message_push(message, targets))

@@ -278,6 +278,7 @@ impl Engine {
             // from their cursors): a resend changes nothing for anyone.
             return Ok(Outcome::reply(reply));
         }
+        crate::telemetry::message_sent(!conversation.is_direct());
         let mut pushes = vec![self.fan_out(m, &members, caller).await?];
         // The others learn that the sender read what came before this message.
         if let Some(read) = committed.moves.first() {

@@ -237,6 +237,7 @@ impl Engine {
                 break;
             }
         }
+        crate::telemetry::delivered("paced", out.iter().map(|c| c.messages.len()).sum());
         Ok(pb::SyncResponse {
             conversations: out,
             more,

@@ -20,6 +20,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 use super::{AppState, HttpOptions, router};
+use crate::transport::Socket;
 
 /// How long a shutdown waits for requests in flight.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
@@ -30,18 +31,27 @@ content-type: application/json\r\nconnection: close\r\ncontent-length: 86\r\n\r\
 {\"error\":{\"code\":5003,\"name\":\"Overloaded\",\"message\":\"HTTP connection limit reached\"}}\n";
 
 /// Serves the API on `listener` until `shutdown`, with at most
-/// `max_connections` connections at once.
+/// `max_connections` connections at once, over TLS when `tls` is set (the
+/// handshake shares the header deadline).
 pub(crate) async fn serve(
     listener: TcpListener,
     state: AppState,
     max_connections: usize,
     shutdown: CancellationToken,
+    #[cfg(feature = "tls")] tls: Option<crate::tls::Tls>,
 ) {
+    #[cfg(feature = "tls")]
+    let tls_on = tls.is_some();
+    #[cfg(not(feature = "tls"))]
+    let tls_on = false;
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(kind = "http", %addr, max_connections, "listening");
+        tracing::info!(kind = "http", %addr, max_connections, tls = tls_on, "listening");
     }
     let options: Arc<HttpOptions> = state.options.clone();
-    let app = router(state)
+    let app = router(state);
+    #[cfg(feature = "metrics")]
+    let app = app.layer(axum::middleware::from_fn(crate::metrics::http_layer));
+    let app = app
         .layer(GlobalConcurrencyLimitLayer::new(
             options.max_concurrent_requests,
         ))
@@ -80,9 +90,29 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
-        let conn = graceful.watch(conn);
+        let (http, service, watcher) = (http.clone(), service.clone(), graceful.watcher());
+        #[cfg(feature = "tls")]
+        let tls = tls.clone();
+        let header_timeout = options.header_timeout;
         tokio::spawn(async move {
+            let socket = Socket::Plain(stream);
+            #[cfg(feature = "tls")]
+            let socket = match (&tls, socket) {
+                (Some(tls), Socket::Plain(stream)) => {
+                    let handshake = tls.acceptor().accept(stream);
+                    match tokio::time::timeout(header_timeout, handshake).await {
+                        Ok(Ok(s)) => Socket::Tls(Box::new(s)),
+                        Ok(Err(e)) => {
+                            tracing::debug!(kind = "http", %peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+                (_, socket) => socket,
+            };
+            let _ = header_timeout;
+            let conn = watcher.watch(http.serve_connection(TokioIo::new(socket), service));
             if let Err(e) = conn.await {
                 tracing::debug!(kind = "http", %peer, error = %e, "connection ended");
             }

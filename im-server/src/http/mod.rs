@@ -138,7 +138,9 @@ pub(crate) fn route_table(
     let upload = post(files::upload).layer(DefaultBodyLimit::max(options.max_file_bytes));
     vec![
         (Method::GET, "/health", get(health)),
+        (Method::GET, "/healthz", get(health)),
         (Method::GET, "/ready", get(ready)),
+        (Method::GET, "/readyz", get(ready)),
         // Admin: accounts and tokens.
         (Method::POST, "/v1/admin/users", post(a::create_user)),
         (Method::GET, "/v1/admin/users/{user_id}", get(a::get_user)),
@@ -272,10 +274,18 @@ async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the stores answer.
+/// Ready when the stores answer and the server is not shutting down (so a
+/// load balancer stops sending new clients during a graceful stop).
 async fn ready(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    if state.server.is_shutting_down() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            imkit_proto::ErrorCode::Unavailable,
+            "the server is shutting down",
+        ));
+    }
     let stores = state.server.engine().stores();
     stores
         .accounts

@@ -241,6 +241,14 @@ impl Task {
 
     /// Commits units in one transaction, retrying after a deadlock.
     async fn commit_units(&mut self, units: Vec<UnitOfWork>) -> Vec<Result<Committed>> {
+        let started = std::time::Instant::now();
+        let answers = self.commit_checked(units).await;
+        crate::telemetry::store_commit("postgres", answers.len(), started.elapsed());
+        answers
+    }
+
+    /// [`Self::commit_units`] without the timing.
+    async fn commit_checked(&mut self, units: Vec<UnitOfWork>) -> Vec<Result<Committed>> {
         let n = units.len();
         // Reject malformed units before they reach the batch.
         let mut checked: Vec<Option<Result<Committed>>> = Vec::with_capacity(n);

@@ -389,7 +389,9 @@ fn sync_loop(
             ready.push(more);
         }
         let last = ready.iter().map(|b| b.id).max().unwrap_or(0);
+        let started = Instant::now();
         let synced = std::fs::File::open(wal).and_then(|f| f.sync_data());
+        crate::telemetry::store_fsync(started.elapsed());
         let error = match &synced {
             Ok(()) => None,
             Err(e) => {
@@ -430,6 +432,7 @@ fn commit(
     stats: &WriterStats,
 ) -> Vec<(Completion, std::result::Result<(), String>)> {
     let n = batch.len() as u64;
+    let started = Instant::now();
     stats.transactions.fetch_add(1, Ordering::Relaxed);
     stats.writes.fetch_add(n, Ordering::Relaxed);
     stats.largest.fetch_max(n, Ordering::Relaxed);
@@ -465,6 +468,7 @@ fn commit(
         let _ = conn.execute_batch("ROLLBACK");
         state.forget();
     }
+    crate::telemetry::store_commit("sqlite", n as usize, started.elapsed());
     done.into_iter()
         .map(|(complete, ok)| {
             let r = match &commit {

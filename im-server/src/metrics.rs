@@ -1,0 +1,283 @@
+//! What the server reports through the [`metrics`](https://docs.rs/metrics)
+//! facade, and the Prometheus endpoint that serves it (feature `metrics`).
+//!
+//! Every call here is an empty function without the feature. With it, an
+//! embedder's own recorder gets the same series; [`crate::ServerBuilder::metrics`]
+//! installs a Prometheus recorder (once per process: two servers in one
+//! process report into the same series) and serves `GET /metrics` on an
+//! address of its own, plain HTTP, meant for a private network. Gauges of
+//! the whole node (logged-in connections, queued bytes) are sampled when
+//! scraped, so the per-message paths pay nothing for them. The core's
+//! series (messages, deliveries, store commits) are in
+//! [`imkit_core::telemetry`]; docs/operations.md lists every series.
+
+/// Connections accepted, by transport (`tcp`, `websocket`).
+pub const CONNECTIONS_OPENED: &str = "imkit_connections_opened_total";
+/// Connections open now, logged in or not, by transport.
+pub const CONNECTIONS_OPEN: &str = "imkit_connections_open";
+/// Logged-in connections on this node (sampled when scraped).
+pub const SESSIONS: &str = "imkit_sessions";
+/// Login attempts, by transport and result (`ok`, `refused`).
+pub const LOGINS: &str = "imkit_logins_total";
+/// Frames read from clients.
+pub const FRAMES_IN: &str = "imkit_frames_in_total";
+/// Frames written to clients.
+pub const FRAMES_OUT: &str = "imkit_frames_out_total";
+/// Bytes waiting in connections' outbound queues on this node (sampled
+/// when scraped).
+pub const OUTBOX_BYTES: &str = "imkit_outbox_bytes";
+/// Connections closed by the server, by reason (`duplicate_login`,
+/// `slow_consumer`, `server_shutdown`, ...).
+pub const KICKS: &str = "imkit_kicks_total";
+/// Frames refused for exceeding the per-connection request rate.
+pub const RATE_LIMITED: &str = "imkit_rate_limited_total";
+/// HTTP API requests, by route, method and status.
+pub const HTTP_REQUESTS: &str = "imkit_http_requests_total";
+/// HTTP API request durations in seconds (histogram), by route.
+pub const HTTP_SECONDS: &str = "imkit_http_request_seconds";
+/// Cluster bus messages, by direction (`out`, `in`) and kind
+/// (`deliver`, `kick`, `revoke`, `check`, `presence`).
+pub const BUS_MESSAGES: &str = "imkit_cluster_bus_messages_total";
+/// Cluster bus messages dropped because the publish queue was full.
+pub const BUS_DROPPED: &str = "imkit_cluster_bus_dropped_total";
+
+/// A connection was accepted on `transport`; the guard counts it closed.
+pub(crate) fn connection_opened(transport: &'static str) -> OpenConnection {
+    #[cfg(feature = "metrics")]
+    {
+        metrics::counter!(CONNECTIONS_OPENED, "transport" => transport).increment(1);
+        metrics::gauge!(CONNECTIONS_OPEN, "transport" => transport).increment(1.0);
+    }
+    OpenConnection { transport }
+}
+
+/// Counts a connection closed when dropped.
+pub(crate) struct OpenConnection {
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    transport: &'static str,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        #[cfg(feature = "metrics")]
+        metrics::gauge!(CONNECTIONS_OPEN, "transport" => self.transport).decrement(1.0);
+    }
+}
+
+/// A login on `transport` succeeded or was refused.
+pub(crate) fn login(transport: &'static str, ok: bool) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(LOGINS, "transport" => transport, "result" => if ok { "ok" } else { "refused" })
+        .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (transport, ok);
+}
+
+/// `n` frames were read from a client.
+#[inline]
+pub(crate) fn frames_in(n: usize) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(FRAMES_IN).increment(n as u64);
+    #[cfg(not(feature = "metrics"))]
+    let _ = n;
+}
+
+/// `n` frames were written to a client.
+#[inline]
+pub(crate) fn frames_out(n: usize) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(FRAMES_OUT).increment(n as u64);
+    #[cfg(not(feature = "metrics"))]
+    let _ = n;
+}
+
+/// A connection was kicked for `reason`.
+pub(crate) fn kick(reason: imkit_proto::pb::KickReason) {
+    #[cfg(feature = "metrics")]
+    {
+        use imkit_proto::pb::KickReason as K;
+        let reason = match reason {
+            K::DuplicateLogin => "duplicate_login",
+            K::Admin => "admin",
+            K::TokenRevoked => "token_revoked",
+            K::SlowConsumer => "slow_consumer",
+            K::ServerShutdown => "server_shutdown",
+            K::DeviceRemoved => "device_removed",
+            K::TokenExpired => "token_expired",
+            K::Unspecified => "unspecified",
+        };
+        metrics::counter!(KICKS, "reason" => reason).increment(1);
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = reason;
+}
+
+/// A frame was refused for the request rate.
+pub(crate) fn rate_limited() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(RATE_LIMITED).increment(1);
+}
+
+/// `n` live message pushes were queued for connections on this node.
+#[inline]
+pub(crate) fn live_deliveries(n: usize) {
+    imkit_core::telemetry::delivered("live", n);
+}
+
+/// A cluster bus message went `out` or came `in`.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn bus(direction: &'static str, kind: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(BUS_MESSAGES, "direction" => direction, "kind" => kind).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (direction, kind);
+}
+
+/// A cluster bus message was dropped (publish queue full).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn bus_dropped() {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(BUS_DROPPED).increment(1);
+}
+
+#[cfg(feature = "metrics")]
+pub(crate) use exporter::{Exporter, http_layer};
+
+#[cfg(feature = "metrics")]
+mod exporter {
+    use std::sync::{Arc, OnceLock};
+    use std::time::Instant;
+
+    use axum::extract::{MatchedPath, Request, State};
+    use axum::middleware::Next;
+    use axum::response::{IntoResponse, Response};
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::ServerError;
+    use crate::handle::Shared;
+
+    static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+
+    /// The process's Prometheus recorder, installed on first use. `Err`
+    /// when another recorder was installed first (an embedder's own).
+    fn recorder() -> Result<PrometheusHandle, ServerError> {
+        if let Some(h) = RECORDER.get() {
+            return Ok(h.clone());
+        }
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                &[
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5, 5.0,
+                ],
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        imkit_core::telemetry::STORE_BATCH_SIZE.into(),
+                    ),
+                    &[
+                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                    ],
+                )
+            })
+            .map_err(|e| ServerError::Config(format!("metrics: {e}")))?
+            .build_recorder();
+        let handle = recorder.handle();
+        // Two servers racing here: one installs, the other finds it.
+        let _guard = INSTALL.lock();
+        if let Some(h) = RECORDER.get() {
+            return Ok(h.clone());
+        }
+        metrics::set_global_recorder(recorder).map_err(|_| {
+            ServerError::Config(
+                "metrics: another metrics recorder is installed in this process; serve it \
+                 yourself instead of ServerBuilder::metrics"
+                    .into(),
+            )
+        })?;
+        let _ = RECORDER.set(handle.clone());
+        Ok(handle)
+    }
+
+    static INSTALL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+    /// The bound `/metrics` listener.
+    pub(crate) struct Exporter {
+        listener: TcpListener,
+        handle: PrometheusHandle,
+    }
+
+    impl Exporter {
+        /// Installs the recorder and binds `addr`.
+        pub(crate) async fn bind(addr: &str) -> Result<Exporter, ServerError> {
+            let handle = recorder()?;
+            let listener =
+                crate::server::listen(addr, 128)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        what: "metrics",
+                        addr: addr.to_owned(),
+                        source,
+                    })?;
+            Ok(Exporter { listener, handle })
+        }
+
+        pub(crate) fn local_addr(&self) -> Option<std::net::SocketAddr> {
+            self.listener.local_addr().ok()
+        }
+
+        /// Serves `GET /metrics` until `stop`.
+        pub(crate) async fn serve(self, shared: Arc<Shared>, stop: CancellationToken) {
+            if let Some(addr) = self.local_addr() {
+                tracing::info!(kind = "metrics", %addr, "listening");
+            }
+            let app = axum::Router::new()
+                .route("/metrics", axum::routing::get(scrape))
+                .with_state((shared, self.handle));
+            let served = axum::serve(self.listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "the metrics listener stopped");
+            }
+        }
+    }
+
+    async fn scrape(
+        State((shared, handle)): State<(Arc<Shared>, PrometheusHandle)>,
+    ) -> impl IntoResponse {
+        let registry = shared.router.registry();
+        metrics::gauge!(super::SESSIONS).set(registry.len() as f64);
+        let queued: usize = registry.all().iter().map(|c| c.outbox.queued_bytes()).sum();
+        metrics::gauge!(super::OUTBOX_BYTES).set(queued as f64);
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        )
+    }
+
+    /// Counts and times every HTTP API request by its route pattern (never
+    /// the raw path, whose ids would make a series per user).
+    pub(crate) async fn http_layer(request: Request, next: Next) -> Response {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        let method = request.method().as_str().to_owned();
+        let started = Instant::now();
+        let response = next.run(request).await;
+        let status = response.status().as_u16().to_string();
+        metrics::counter!(super::HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
+            .increment(1);
+        metrics::histogram!(super::HTTP_SECONDS, "route" => route)
+            .record(started.elapsed().as_secs_f64());
+        response
+    }
+}
