@@ -44,6 +44,7 @@ pub fn delivered(path: &'static str, n: usize) {
 
 /// A store transaction of `units` units committed (or failed) after `took`.
 #[inline]
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn store_commit(backend: &'static str, units: usize, took: Duration) {
     #[cfg(feature = "metrics")]
     {
