@@ -42,6 +42,9 @@ pub enum Error {
     /// The request conflicts with the current state.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A hook refused the message ([`crate::hooks`]); nothing was stored.
+    #[error("rejected: {0}")]
+    Rejected(String),
     /// The login token is malformed or its signature is wrong.
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
@@ -100,6 +103,7 @@ impl Error {
             Error::TooManyDevices { .. } => ErrorCode::TooManyDevices,
             Error::Store { .. } => ErrorCode::Unavailable,
             Error::Unavailable(_) => ErrorCode::Overloaded,
+            Error::Rejected(_) => ErrorCode::Rejected,
         }
     }
 

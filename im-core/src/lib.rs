@@ -56,6 +56,7 @@ pub mod blob;
 mod clock;
 pub mod engine;
 mod error;
+pub mod hooks;
 pub mod model;
 pub mod push;
 pub mod store;

@@ -56,6 +56,9 @@ pub enum ErrorCode {
     RecallWindowExpired = 3006,
     /// The thing already exists or the request conflicts with current state.
     Conflict = 3007,
+    /// A server-side hook (moderation, policy) refused the message; the
+    /// message says why. Nothing was stored.
+    Rejected = 3008,
     // 5xxx: the server.
     /// An unexpected server error; the request may be retried.
     Internal = 5001,
@@ -91,6 +94,7 @@ impl ErrorCode {
         ErrorCode::NotMember,
         ErrorCode::RecallWindowExpired,
         ErrorCode::Conflict,
+        ErrorCode::Rejected,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
         ErrorCode::Overloaded,

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use imkit_core::auth::{AccountGuard, Authenticator, JwtAuthenticator};
+use imkit_core::hooks::{HookOptions, Hooks};
 use imkit_core::model::NodeId;
 use imkit_core::push::{LogPushNotifier, PushNotifier};
 use imkit_core::store::{StoreConfig, Stores};
@@ -56,6 +57,7 @@ pub struct ServerBuilder {
     node: Option<NodeId>,
     auth: Option<AuthChoice>,
     notifier: Arc<dyn PushNotifier>,
+    hooks: Option<(Arc<dyn Hooks>, HookOptions)>,
     bus: Option<Arc<dyn ClusterBus>>,
     limits: Limits,
     tcp: Vec<String>,
@@ -80,6 +82,7 @@ impl Default for ServerBuilder {
             node: None,
             auth: None,
             notifier: Arc::new(LogPushNotifier),
+            hooks: None,
             bus: None,
             limits: Limits::default(),
             tcp: Vec::new(),
@@ -215,6 +218,13 @@ impl ServerBuilder {
         self
     }
 
+    /// An embedder's hooks: decide sends before they are stored, observe
+    /// what happened after (see [`imkit_core::hooks`]).
+    pub fn hooks(mut self, hooks: Arc<dyn Hooks>, options: HookOptions) -> Self {
+        self.hooks = Some((hooks, options));
+        self
+    }
+
     /// How this node reaches other nodes (default: none, a single node).
     /// [`ServerBuilder::redis_cluster`] sets one up; this is for your own.
     pub fn cluster_bus(mut self, bus: Arc<dyn ClusterBus>) -> Self {
@@ -321,6 +331,9 @@ impl ServerBuilder {
         let auth: Arc<dyn Authenticator> =
             Arc::new(AccountGuard::new(auth, stores.accounts.clone()));
         let engine = Engine::with_notifier(stores, self.engine_config, self.notifier);
+        if let Some((hooks, options)) = self.hooks.take() {
+            engine.install_hooks(hooks, options)?;
+        }
         // A node that restarts may have left presence entries behind.
         let stale = engine.stores().presence.clear_node(&node).await?;
         if stale > 0 {

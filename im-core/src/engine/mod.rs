@@ -211,6 +211,7 @@ struct Inner {
     stores: Stores,
     notifier: Arc<dyn PushNotifier>,
     config: EngineConfig,
+    hooks: std::sync::OnceLock<crate::hooks::HookRunner>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -238,8 +239,35 @@ impl Engine {
                 stores,
                 notifier,
                 config,
+                hooks: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Installs an embedder's hooks (see [`crate::hooks`]); once per engine,
+    /// inside a tokio runtime (the event lanes are tasks).
+    pub fn install_hooks(
+        &self,
+        hooks: Arc<dyn crate::hooks::Hooks>,
+        options: crate::hooks::HookOptions,
+    ) -> Result<()> {
+        let runner = crate::hooks::HookRunner::start(hooks, options);
+        self.inner
+            .hooks
+            .set(runner)
+            .map_err(|_| Error::Conflict("hooks are already installed on this engine".into()))
+    }
+
+    /// Hands an event to the hooks, if any (never waits).
+    pub(crate) fn emit(&self, event: impl FnOnce() -> crate::hooks::Event) {
+        if let Some(h) = self.inner.hooks.get() {
+            h.emit(event());
+        }
+    }
+
+    /// The installed hooks, if any.
+    pub(crate) fn hooks(&self) -> Option<&crate::hooks::HookRunner> {
+        self.inner.hooks.get()
     }
 
     /// The stores the engine runs on.
@@ -366,6 +394,10 @@ impl Engine {
             node: node.clone(),
         };
         let (pushes, notice) = self.catch_up(user, device, target).await?;
+        self.emit(|| crate::hooks::Event::Login {
+            user: user.clone(),
+            device: device.clone(),
+        });
         Ok(LoginOutcome {
             replaced,
             new_device,
@@ -390,11 +422,19 @@ impl Engine {
     /// Records that a device's connection on this node ended. Does nothing
     /// if the device has since logged in elsewhere.
     pub async fn logout(&self, user: &UserId, device: &DeviceId) -> Result<bool> {
-        self.inner
+        let was = self
+            .inner
             .stores
             .presence
             .offline(user, device, &self.inner.config.node)
-            .await
+            .await?;
+        if was {
+            self.emit(|| crate::hooks::Event::Logout {
+                user: user.clone(),
+                device: device.clone(),
+            });
+        }
+        Ok(was)
     }
 
     /// A business notification for users, pushed to their connected

@@ -115,6 +115,14 @@ impl Engine {
                 delivered.after
             }
         };
+        if delivered.advanced() || read.is_some_and(|r| r.advanced()) {
+            self.emit(|| crate::hooks::Event::Receipt {
+                user: caller.user.clone(),
+                conversation: conv.clone(),
+                kind,
+                seq: cursor,
+            });
+        }
         Ok(Outcome::new(
             pb::ReceiptResponse {
                 conversation_id: conv.to_string(),

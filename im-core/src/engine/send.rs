@@ -212,7 +212,7 @@ impl Engine {
                 "client_msg_id may not start with {RECALL_ID_PREFIX:?} or {SYSTEM_ID_PREFIX:?}"
             )));
         }
-        let content = req.content.unwrap_or_default();
+        let mut content = req.content.unwrap_or_default();
         self.check_content(&content)?;
         let (to_user, to_group) = match &req.to {
             Some(To::UserId(u)) => (Some(u.as_str()), None),
@@ -220,6 +220,19 @@ impl Engine {
             None => (None, None),
         };
         let (conversation, members) = self.destination(caller, to_user, to_group).await?;
+        if let Some(hooks) = self.hooks() {
+            let pending = crate::hooks::PendingSend {
+                sender: caller.user.clone(),
+                device: caller.device.clone(),
+                conversation: conversation.clone(),
+                client_msg_id: req.client_msg_id.clone(),
+                content: content.clone(),
+            };
+            if let Some(rewritten) = hooks.before_send(pending).await? {
+                self.check_content(&rewritten)?;
+                content = rewritten;
+            }
+        }
         let mut unit = UnitOfWork::new(conversation.clone())
             .append(NewMessage {
                 id: MessageId::new(),
@@ -279,6 +292,7 @@ impl Engine {
             return Ok(Outcome::reply(reply));
         }
         crate::telemetry::message_sent(!conversation.is_direct());
+        self.emit(|| crate::hooks::Event::Message(m.clone()));
         let mut pushes = vec![self.fan_out(m, &members, caller).await?];
         // The others learn that the sender read what came before this message.
         if let Some(read) = committed.moves.first() {
@@ -390,6 +404,11 @@ impl Engine {
         let pushes = if appended.duplicate {
             Vec::new()
         } else {
+            self.emit(|| crate::hooks::Event::Recall {
+                conversation: conv.clone(),
+                message: id,
+                by: caller.user.clone(),
+            });
             vec![self.fan_out(&event, &members, caller).await?]
         };
         Ok(Outcome::new(

@@ -76,6 +76,7 @@ impl ApiError {
             }
             C::NotFound => StatusCode::NOT_FOUND,
             C::Conflict | C::RecallWindowExpired => StatusCode::CONFLICT,
+            C::Rejected => StatusCode::FORBIDDEN,
             C::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             C::Unavailable | C::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
