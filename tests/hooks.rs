@@ -195,13 +195,22 @@ async fn events_follow_commits_in_order_and_a_slow_observer_stalls_only_its_lane
         .await
         .expect("recall");
 
+    bob.add_friend("alice", "hi").await.expect("friend request");
+    let group = alice.create_group("hooked", &["bob"]).await.expect("group");
+    let _ = group;
+
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let done = hooks
             .events
             .lock()
             .iter()
-            .any(|e| matches!(e, Event::Recall { .. }));
+            .any(|e| matches!(e, Event::Recall { .. }))
+            && hooks
+                .events
+                .lock()
+                .iter()
+                .any(|e| matches!(e, Event::Group { .. }));
         if done {
             break;
         }

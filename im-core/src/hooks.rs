@@ -13,7 +13,7 @@
 //!   says (fail open: the send goes through unchanged; fail closed: the
 //!   sender gets a retryable 5003). Only that sender waits.
 //! - **After a commit**, [`Hooks::after`] observes an [`Event`]: messages,
-//!   receipts, recalls, logins and logouts. Events are handed to a bounded
+//!   receipts, recalls, group and contact events, logins and logouts. Events are handed to a bounded
 //!   queue and run on [`HookOptions::event_lanes`] lanes keyed by
 //!   conversation (or user), so events of one conversation arrive in
 //!   order and a slow hook on one lane never stalls the others, nor any
@@ -87,6 +87,28 @@ pub enum Event {
         /// Who recalled it.
         by: UserId,
     },
+    /// A group changed (created, members added or removed, renamed,
+    /// dismissed, ...); the same event is stored in the group's
+    /// conversation as a system message.
+    Group {
+        /// The group's conversation.
+        conversation: ConversationId,
+        /// What happened (`created`, `members_added`, ...; docs/protocol.md).
+        kind: String,
+        /// Its details, as JSON.
+        data: String,
+        /// Who did it.
+        by: UserId,
+    },
+    /// A friend request, acceptance or removal.
+    Contact {
+        /// Whom it concerns.
+        user: UserId,
+        /// Who did it.
+        from: UserId,
+        /// Request, accepted or removed.
+        kind: pb::ContactEventKind,
+    },
     /// A device logged in on this node.
     Login {
         /// The user.
@@ -108,9 +130,10 @@ impl Event {
     fn lane_key(&self) -> &str {
         match self {
             Event::Message(m) => m.conversation.as_str(),
-            Event::Receipt { conversation, .. } | Event::Recall { conversation, .. } => {
-                conversation.as_str()
-            }
+            Event::Receipt { conversation, .. }
+            | Event::Recall { conversation, .. }
+            | Event::Group { conversation, .. } => conversation.as_str(),
+            Event::Contact { user, .. } => user.as_str(),
             Event::Login { user, .. } | Event::Logout { user, .. } => user.as_str(),
         }
     }

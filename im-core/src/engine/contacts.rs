@@ -22,6 +22,11 @@ impl Engine {
         from: &UserId,
         message: String,
     ) -> Result<Push> {
+        self.emit(|| crate::hooks::Event::Contact {
+            user: to.clone(),
+            from: from.clone(),
+            kind,
+        });
         let targets = self.online_targets(std::slice::from_ref(to), None).await?;
         Ok(push_of(
             Packet::ContactEvent(pb::ContactEvent {

@@ -117,6 +117,12 @@ impl Engine {
             .await?
             .appended
             .ok_or_else(|| Error::store("engine", "a system event unit stored nothing"))?;
+        self.emit(|| crate::hooks::Event::Group {
+            conversation: appended.message.conversation.clone(),
+            kind: kind.to_owned(),
+            data: data.to_string(),
+            by: caller.user.clone(),
+        });
         self.fan_out(&appended.message, audience, caller).await
     }
 
