@@ -752,7 +752,42 @@ async fn files_upload_download_and_file_messages() {
         "inline; filename=\"report.pdf\""
     );
     assert_eq!(got.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(got.headers()["accept-ranges"], "bytes");
+    let etag = got.headers()["etag"].to_str().expect("etag").to_owned();
     assert_eq!(got.bytes().await.expect("bytes").to_vec(), data);
+
+    // Byte ranges: a player seeking, a download resumed.
+    let ranged = |range: &'static str, if_range: Option<&str>| {
+        let mut req = api
+            .http
+            .get(api.url(&format!("/v1/files/{id}")))
+            .bearer_auth(&alice)
+            .header("range", range);
+        if let Some(v) = if_range {
+            req = req.header("if-range", v.to_owned());
+        }
+        req.send()
+    };
+    let part = ranged("bytes=1000-1999", None).await.expect("range");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(part.headers()["content-range"], "bytes 1000-1999/100000");
+    assert_eq!(
+        part.bytes().await.expect("bytes").to_vec(),
+        data[1000..2000]
+    );
+    let tail = ranged("bytes=-10", Some(&etag)).await.expect("range");
+    assert_eq!(tail.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(tail.bytes().await.expect("bytes").to_vec(), data[99_990..]);
+    let outside = ranged("bytes=100000-", None).await.expect("range");
+    assert_eq!(outside.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(outside.headers()["content-range"], "bytes */100000");
+    let changed = ranged("bytes=0-9", Some("\"stale\"")).await.expect("range");
+    assert_eq!(
+        changed.status(),
+        StatusCode::OK,
+        "a stale If-Range gets the whole file"
+    );
+    assert_eq!(changed.bytes().await.expect("bytes").len(), 100_000);
 
     // A page or an SVG comes back as an attachment, sandboxed and
     // unsniffed, whatever type its uploader chose.

@@ -110,6 +110,26 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The blob's metadata and bytes, or `None`.
     async fn get(&self, id: &str) -> Result<Option<(BlobMeta, Bytes)>>;
 
+    /// The blob's metadata alone, or `None`. The default reads the whole
+    /// blob; a store that keeps metadata apart should override it.
+    async fn meta(&self, id: &str) -> Result<Option<BlobMeta>> {
+        Ok(self.get(id).await?.map(|(meta, _)| meta))
+    }
+
+    /// `len` bytes from `start` (fewer at the end of the blob), or `None`
+    /// when there is no such blob. For HTTP range requests: a player
+    /// seeking in a video, a download resumed. The default slices
+    /// [`BlobStore::get`]; a store that can read a range should.
+    async fn read_range(&self, id: &str, start: u64, len: u64) -> Result<Option<Bytes>> {
+        Ok(self.get(id).await?.map(|(_, data)| {
+            let from = usize::try_from(start).unwrap_or(usize::MAX).min(data.len());
+            let to = from
+                .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+                .min(data.len());
+            data.slice(from..to)
+        }))
+    }
+
     /// Stores an upload as its chunks arrive, under a fresh id; returns its
     /// metadata. If `source` fails, nothing is stored. The default
     /// collects the chunks and calls [`BlobStore::put`]; a store that can
@@ -332,6 +352,55 @@ impl BlobStore for DirBlobStore {
         .await
         .map_err(|e| Error::store("blob", format!("read task failed: {e}")))?
     }
+
+    async fn meta(&self, id: &str) -> Result<Option<BlobMeta>> {
+        if !valid_blob_id(id) {
+            return Ok(None);
+        }
+        let path = self.dir.join(format!("{id}.meta"));
+        tokio::task::spawn_blocking(move || read_meta(&path))
+            .await
+            .map_err(|e| Error::store("blob", format!("read task failed: {e}")))?
+    }
+
+    async fn read_range(&self, id: &str, start: u64, len: u64) -> Result<Option<Bytes>> {
+        use std::io::{Read, Seek, SeekFrom};
+        if !valid_blob_id(id) {
+            return Ok(None);
+        }
+        let path = self.dir.join(id);
+        tokio::task::spawn_blocking(move || {
+            let mut f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err("cannot open", &path, e)),
+            };
+            let size = f
+                .metadata()
+                .map_err(|e| io_err("cannot stat", &path, e))?
+                .len();
+            let len = len.min(size.saturating_sub(start));
+            let mut buf = vec![0; usize::try_from(len).unwrap_or(0)];
+            f.seek(SeekFrom::Start(start))
+                .and_then(|_| f.read_exact(&mut buf))
+                .map_err(|e| io_err("cannot read", &path, e))?;
+            Ok(Some(Bytes::from(buf)))
+        })
+        .await
+        .map_err(|e| Error::store("blob", format!("read task failed: {e}")))?
+    }
+}
+
+/// Reads and decodes a `.meta` file; `None` if there is none.
+fn read_meta(path: &Path) -> Result<Option<BlobMeta>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("cannot read", path, e)),
+    };
+    decode_meta(&text)
+        .map(Some)
+        .ok_or_else(|| Error::store("blob", format!("{} is corrupt", path.display())))
 }
 
 #[cfg(test)]
@@ -358,6 +427,30 @@ mod tests {
             Err(Error::Conflict(_))
         ));
         assert_eq!(store.get("../etc/passwd").await.expect("get"), None);
+        // Metadata alone, and byte ranges (clipped at the end).
+        assert_eq!(
+            store.meta(&meta.id).await.expect("meta"),
+            Some(meta.clone())
+        );
+        assert_eq!(store.meta("nope").await.expect("meta"), None);
+        let range = |start, len| store.read_range(&meta.id, start, len);
+        assert_eq!(
+            range(7, 4).await.expect("range").as_deref(),
+            Some(&b"file"[..])
+        );
+        assert_eq!(
+            range(0, 5).await.expect("range").as_deref(),
+            Some(&b"hello"[..])
+        );
+        assert_eq!(
+            range(9, 100).await.expect("range").as_deref(),
+            Some(&b"le"[..])
+        );
+        assert_eq!(
+            range(11, 1).await.expect("range").as_deref(),
+            Some(&b""[..])
+        );
+        assert_eq!(store.read_range("nope", 0, 1).await.expect("range"), None);
     }
 
     /// Chunks from a list, then optionally an error.

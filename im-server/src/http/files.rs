@@ -154,20 +154,60 @@ fn served_inline(content_type: &str) -> bool {
 /// plugin, no request anywhere, and an origin of its own.
 const FILE_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox";
 
-/// `GET /v1/files/{file_id}`: the bytes, with their type, size and hash.
-/// The type is the uploader's, so the response is hardened: `nosniff`, an
-/// attachment unless the type is one of the safe inline ones, and a
-/// sandboxing `Content-Security-Policy`.
+/// A file's bytes. A `Range: bytes=...` header with one range gets that
+/// range (206, read from the store without the rest of the file); one that
+/// cannot be met gets 416; several ranges, a malformed header, or an
+/// `If-Range` that no longer matches get the whole file (200), as RFC 9110
+/// allows.
 pub(crate) async fn download(
     _: Principal,
     State(state): State<AppState>,
     PathArgs(id): PathArgs<String>,
+    request: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (meta, data) = state
-        .blobs
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("file {id}")))?;
+    let not_found = || ApiError::not_found(format!("file {id}"));
+    if request.contains_key(header::RANGE) {
+        let meta = state.blobs.meta(&id).await?.ok_or_else(not_found)?;
+        let etag = format!("\"{}\"", meta.sha256);
+        let current = request
+            .get(header::IF_RANGE)
+            .is_none_or(|v| v.to_str().is_ok_and(|v| v == etag));
+        match byte_range(&request, meta.size).filter(|_| current) {
+            Some(Ok((start, len))) => {
+                let data = state
+                    .blobs
+                    .read_range(&id, start, len)
+                    .await?
+                    .ok_or_else(not_found)?;
+                let mut headers = file_headers(&meta);
+                let end = start + (data.len() as u64).max(1) - 1;
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{}", meta.size))
+                {
+                    headers.insert(header::CONTENT_RANGE, v);
+                }
+                return Ok((StatusCode::PARTIAL_CONTENT, headers, data).into_response());
+            }
+            Some(Err(())) => {
+                let mut response = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    ErrorCode::InvalidArgument,
+                    format!("the file is {} bytes; that range is outside it", meta.size),
+                )
+                .into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", meta.size)) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(response);
+            }
+            None => {}
+        }
+    }
+    let (meta, data) = state.blobs.get(&id).await?.ok_or_else(not_found)?;
+    Ok((file_headers(&meta), data).into_response())
+}
+
+/// The headers every answer with a file's bytes carries.
+fn file_headers(meta: &imkit_core::blob::BlobMeta) -> HeaderMap {
     let mut headers = HeaderMap::new();
     let content_type = HeaderValue::from_str(&meta.content_type)
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
@@ -180,6 +220,7 @@ pub(crate) async fn download(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(FILE_CSP),
     );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", meta.sha256)) {
         headers.insert(header::ETAG, etag);
     }
@@ -206,12 +247,74 @@ pub(crate) async fn download(
             .unwrap_or(HeaderValue::from_static(disposition))
     };
     headers.insert(header::CONTENT_DISPOSITION, value);
-    Ok((headers, data).into_response())
+    headers
+}
+
+/// The one byte range a `Range` header asks for, against a file of `size`
+/// bytes: `(start, len)`, `Err(())` when it cannot be met, `None` when
+/// there is no usable single range (the whole file is served then).
+fn byte_range(headers: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = headers.get(header::RANGE)?.to_str().ok()?;
+    let spec = spec.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.trim().split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    let range = if first.is_empty() {
+        // The last `n` bytes.
+        let n: u64 = last.parse().ok()?;
+        if n == 0 || size == 0 {
+            return Some(Err(()));
+        }
+        let len = n.min(size);
+        (size - len, len)
+    } else {
+        let start: u64 = first.parse().ok()?;
+        let end = if last.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            let end: u64 = last.parse().ok()?;
+            if end < start {
+                return None;
+            }
+            end.min(size.saturating_sub(1))
+        };
+        if start >= size {
+            return Some(Err(()));
+        }
+        (start, end - start + 1)
+    };
+    Some(Ok(range))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::served_inline;
+    use super::{byte_range, served_inline};
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn range(spec: &str, size: u64) -> Option<Result<(u64, u64), ()>> {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(spec).expect("header"));
+        byte_range(&h, size)
+    }
+
+    #[test]
+    fn range_headers_resolve_against_the_size() {
+        assert_eq!(range("bytes=0-99", 1000), Some(Ok((0, 100))));
+        assert_eq!(range("bytes=900-", 1000), Some(Ok((900, 100))));
+        assert_eq!(range("bytes=-100", 1000), Some(Ok((900, 100))));
+        assert_eq!(range("bytes=-5000", 1000), Some(Ok((0, 1000))));
+        assert_eq!(range("bytes=990-2000", 1000), Some(Ok((990, 10))));
+        assert_eq!(range("bytes=1000-", 1000), Some(Err(())));
+        assert_eq!(range("bytes=-0", 1000), Some(Err(())));
+        assert_eq!(range("bytes=0-0", 0), Some(Err(())));
+        // Served whole: several ranges, another unit, nonsense, backwards.
+        assert_eq!(range("bytes=0-1,5-6", 1000), None);
+        assert_eq!(range("items=0-1", 1000), None);
+        assert_eq!(range("bytes=a-b", 1000), None);
+        assert_eq!(range("bytes=9-3", 1000), None);
+    }
 
     #[test]
     fn only_script_free_types_are_served_inline() {
