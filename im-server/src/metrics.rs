@@ -42,25 +42,27 @@ pub const BUS_MESSAGES: &str = "imkit_cluster_bus_messages_total";
 pub const BUS_DROPPED: &str = "imkit_cluster_bus_dropped_total";
 
 /// A connection was accepted on `transport`; the guard counts it closed.
-pub(crate) fn connection_opened(transport: &'static str) -> OpenConnection {
+pub(crate) fn connection_opened(transport: crate::server::Kind) -> OpenConnection {
     #[cfg(feature = "metrics")]
     {
-        metrics::counter!(CONNECTIONS_OPENED, "transport" => transport).increment(1);
-        metrics::gauge!(CONNECTIONS_OPEN, "transport" => transport).increment(1.0);
+        let name = transport.name();
+        metrics::counter!(CONNECTIONS_OPENED, "transport" => name).increment(1);
+        metrics::gauge!(CONNECTIONS_OPEN, "transport" => name).increment(1.0);
     }
     OpenConnection { transport }
 }
 
-/// Counts a connection closed when dropped.
+/// Counts a connection closed when dropped (one byte in every
+/// connection's future).
 pub(crate) struct OpenConnection {
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    transport: &'static str,
+    transport: crate::server::Kind,
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         #[cfg(feature = "metrics")]
-        metrics::gauge!(CONNECTIONS_OPEN, "transport" => self.transport).decrement(1.0);
+        metrics::gauge!(CONNECTIONS_OPEN, "transport" => self.transport.name()).decrement(1.0);
     }
 }
 

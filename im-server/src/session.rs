@@ -39,8 +39,9 @@ struct Session {
     /// When the login token expires; the session ends then.
     token_expiry: Option<Instant>,
     peer: String,
-    /// `tcp` or `websocket`, for metrics.
-    transport: &'static str,
+    /// TCP or WebSocket, for metrics (one byte, not a name: every idle
+    /// connection carries it).
+    transport: crate::server::Kind,
 }
 
 /// Most frames a session takes from a connection at once (those already
@@ -58,7 +59,7 @@ pub(crate) async fn run(
     mut reader: FrameReader,
     writer: FrameWriter,
     peer: String,
-    transport: &'static str,
+    transport: crate::server::Kind,
 ) {
     let limits = &shared.limits;
     let outbox = Arc::new(Outbox::new(limits.queue_len, limits.queue_bytes));
@@ -497,7 +498,7 @@ impl Session {
                 identity.user
             }
             Err(e) => {
-                crate::metrics::login(self.transport, false);
+                crate::metrics::login(self.transport.name(), false);
                 self.error(id, e.code(), e.to_string()).await;
                 return Flow::Close;
             }
@@ -522,7 +523,7 @@ impl Session {
             }
         };
         let node = self.shared.engine.config().node.clone();
-        crate::metrics::login(self.transport, true);
+        crate::metrics::login(self.transport.name(), true);
         tracing::debug!(%user, %device, peer = %self.peer, platform = req.platform, "login");
         let limits = &self.shared.limits;
         let resp = pb::LoginResponse {
