@@ -25,7 +25,8 @@ use crate::handle::{Addrs, ServerHandle, Shared};
 use crate::lifecycle::Lifecycle;
 use crate::registry::Registry;
 use crate::router::Router;
-use crate::server::{Kind, Server, listen};
+use crate::server::Server;
+use crate::transport::{Kind, listen};
 
 /// Where the stores come from.
 enum StoreChoice {
@@ -313,7 +314,7 @@ impl ServerBuilder {
         let (listeners, budget) = self.listen().await?;
         #[cfg(feature = "metrics")]
         let exporter = match self.metrics.take() {
-            Some(addr) => Some(crate::metrics::Exporter::bind(&addr).await?),
+            Some(addr) => Some(crate::exporter::Exporter::bind(&addr).await?),
             None => None,
         };
         let (stores, cluster_bus) = self.open_stores(&node).await?;

@@ -44,6 +44,8 @@ mod bus;
 pub mod cluster;
 mod config;
 mod error;
+#[cfg(feature = "metrics")]
+mod exporter;
 pub mod fds;
 mod handle;
 #[cfg(feature = "http")]

@@ -16,39 +16,8 @@ use crate::bus::LocalNode;
 use crate::config::Limits;
 use crate::handle::{ServerHandle, Shared};
 use crate::session;
+use crate::transport::Kind;
 use crate::{ServerError, transport};
-
-/// Binds `addr` (the first address it resolves to) with `backlog`.
-pub(crate) async fn listen(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
-    let resolved = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::NotFound, "address resolves to nothing")
-    })?;
-    let socket = if resolved.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(resolved)?;
-    socket.listen(backlog)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Tcp,
-    Ws,
-    Http,
-}
-
-impl Kind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kind::Tcp => "tcp",
-            Kind::Ws => "websocket",
-            Kind::Http => "http",
-        }
-    }
-}
 
 /// A bound server. [`Server::run`] serves until shutdown.
 pub struct Server {
@@ -60,7 +29,7 @@ pub struct Server {
     #[cfg(feature = "http")]
     pub(crate) http: Option<crate::http::AppState>,
     #[cfg(feature = "metrics")]
-    pub(crate) exporter: Option<crate::metrics::Exporter>,
+    pub(crate) exporter: Option<crate::exporter::Exporter>,
 }
 
 impl std::fmt::Debug for Server {

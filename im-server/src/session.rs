@@ -41,7 +41,7 @@ struct Session {
     peer: String,
     /// TCP or WebSocket, for metrics (one byte, not a name: every idle
     /// connection carries it).
-    transport: crate::server::Kind,
+    transport: crate::transport::Kind,
 }
 
 /// Most frames a session takes from a connection at once (those already
@@ -59,7 +59,7 @@ pub(crate) async fn run(
     mut reader: FrameReader,
     writer: FrameWriter,
     peer: String,
-    transport: crate::server::Kind,
+    transport: crate::transport::Kind,
 ) {
     let limits = &shared.limits;
     let outbox = Arc::new(Outbox::new(limits.queue_len, limits.queue_bytes));

@@ -50,7 +50,7 @@ pub(crate) async fn serve(
     let options: Arc<HttpOptions> = state.options.clone();
     let app = router(state);
     #[cfg(feature = "metrics")]
-    let app = app.layer(axum::middleware::from_fn(crate::metrics::http_layer));
+    let app = app.layer(axum::middleware::from_fn(crate::exporter::http_layer));
     let app = app
         .layer(GlobalConcurrencyLimitLayer::new(
             options.max_concurrent_requests,
