@@ -215,22 +215,14 @@ async fn accept_tls(
     stream: TcpStream,
     peer: &SocketAddr,
 ) -> Option<transport::Socket> {
+    // The one place a chat connection gets TCP_NODELAY.
     let _ = stream.set_nodelay(true);
     #[cfg(feature = "tls")]
     if let Some(tls) = &shared.tls {
-        // Boxed: rustls's handshake state is large and short-lived.
-        let handshake = Box::pin(tls.acceptor().accept(stream));
-        return match tokio::time::timeout(shared.limits.login_deadline, handshake).await {
-            Ok(Ok(s)) => Some(transport::Socket::Tls(Box::new(s))),
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                None
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "TLS handshake timed out");
-                None
-            }
-        };
+        let s = tls
+            .accept(stream, shared.limits.login_deadline, peer)
+            .await?;
+        return Some(transport::Socket::Tls(Box::new(s)));
     }
     let _ = (shared, peer);
     Some(transport::Socket::Plain(stream))

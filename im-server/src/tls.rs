@@ -149,8 +149,28 @@ impl Tls {
         })
     }
 
-    pub(crate) fn acceptor(&self) -> &TlsAcceptor {
-        &self.acceptor
+    /// The server side of a handshake within `deadline`; `None` (logged
+    /// at debug) when it fails: a plain client on a TLS port, an untrusted
+    /// certificate, a client that says nothing.
+    pub(crate) async fn accept(
+        &self,
+        stream: tokio::net::TcpStream,
+        deadline: Duration,
+        peer: &std::net::SocketAddr,
+    ) -> Option<crate::transport::TlsTcp> {
+        // Boxed: rustls's handshake state is large and short-lived.
+        let handshake = Box::pin(self.acceptor.accept(stream));
+        match tokio::time::timeout(deadline, handshake).await {
+            Ok(Ok(s)) => Some(s),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                None
+            }
+        }
     }
 
     /// Reads the files again; on success new handshakes present the new

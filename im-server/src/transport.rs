@@ -169,9 +169,8 @@ pub(crate) enum FrameWriter {
     Ws(SplitSink<Ws, Message>),
 }
 
-/// Splits a TCP stream.
+/// Splits a TCP stream (`TCP_NODELAY` is set once, at accept).
 pub(crate) fn tcp(stream: TcpStream, max_inbound: usize) -> (FrameReader, FrameWriter) {
-    let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     (
         FrameReader::Tcp {
@@ -186,7 +185,6 @@ pub(crate) fn tcp(stream: TcpStream, max_inbound: usize) -> (FrameReader, FrameW
 /// Splits a TLS session carrying TCP framing.
 #[cfg(feature = "tls")]
 pub(crate) fn tls(stream: TlsTcp, max_inbound: usize) -> (FrameReader, FrameWriter) {
-    let _ = stream.get_ref().0.set_nodelay(true);
     let (rd, wr) = tokio::io::split(stream);
     (
         FrameReader::Tls {

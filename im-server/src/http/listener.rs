@@ -99,15 +99,10 @@ pub(crate) async fn serve(
             #[cfg(feature = "tls")]
             let socket = match (&tls, socket) {
                 (Some(tls), Socket::Plain(stream)) => {
-                    let handshake = tls.acceptor().accept(stream);
-                    match tokio::time::timeout(header_timeout, handshake).await {
-                        Ok(Ok(s)) => Socket::Tls(Box::new(s)),
-                        Ok(Err(e)) => {
-                            tracing::debug!(kind = "http", %peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    }
+                    let Some(s) = tls.accept(stream, header_timeout, &peer).await else {
+                        return;
+                    };
+                    Socket::Tls(Box::new(s))
                 }
                 (_, socket) => socket,
             };
