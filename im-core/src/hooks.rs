@@ -59,6 +59,10 @@ pub enum Verdict {
     Rewrite(pb::Content),
     /// Refuse it; the sender gets `REJECTED` (3008) with this reason.
     Reject(String),
+    /// The hook could not decide (its moderation service is down, say):
+    /// the send goes as [`HookOptions::on_failure`] says, like a hook that
+    /// timed out.
+    Undecided(String),
 }
 
 /// Something that happened, after its commit.
@@ -244,6 +248,7 @@ impl HookRunner {
             Ok(Ok(Verdict::Accept)) => return Ok(None),
             Ok(Ok(Verdict::Rewrite(content))) => return Ok(Some(content)),
             Ok(Ok(Verdict::Reject(reason))) => return Err(Error::Rejected(reason)),
+            Ok(Ok(Verdict::Undecided(why))) => format!("the send hook could not decide: {why}"),
             Ok(Err(e)) => format!("the send hook failed: {e}"),
             Err(_) => {
                 abort.abort();

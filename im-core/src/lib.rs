@@ -57,6 +57,7 @@ mod clock;
 pub mod engine;
 mod error;
 pub mod hooks;
+pub mod journal;
 pub mod model;
 pub mod push;
 pub mod store;

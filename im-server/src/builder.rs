@@ -71,6 +71,8 @@ pub struct ServerBuilder {
     tls: Option<crate::TlsOptions>,
     #[cfg(feature = "metrics")]
     metrics: Option<String>,
+    #[cfg(feature = "webhooks")]
+    webhooks: Option<crate::webhooks::WebhookOptions>,
 }
 
 impl Default for ServerBuilder {
@@ -96,6 +98,8 @@ impl Default for ServerBuilder {
             tls: None,
             #[cfg(feature = "metrics")]
             metrics: None,
+            #[cfg(feature = "webhooks")]
+            webhooks: None,
         }
     }
 }
@@ -226,6 +230,17 @@ impl ServerBuilder {
         self
     }
 
+    /// Posts events to webhooks and asks a before-send webhook about each
+    /// send (feature `webhooks`; see [`crate::webhooks`]). The journal then
+    /// records the events the endpoints want, in the stores' transactions.
+    /// With [`ServerBuilder::hooks`] too, the before-send webhook decides
+    /// first and your hook sees what it let through.
+    #[cfg(feature = "webhooks")]
+    pub fn webhooks(mut self, options: crate::webhooks::WebhookOptions) -> Self {
+        self.webhooks = Some(options);
+        self
+    }
+
     /// How this node reaches other nodes (default: none, a single node).
     /// [`ServerBuilder::redis_cluster`] sets one up; this is for your own.
     pub fn cluster_bus(mut self, bus: Arc<dyn ClusterBus>) -> Self {
@@ -332,6 +347,16 @@ impl ServerBuilder {
         let auth: Arc<dyn Authenticator> =
             Arc::new(AccountGuard::new(auth, stores.accounts.clone()));
         let engine = Engine::with_notifier(stores, self.engine_config, self.notifier);
+        #[cfg(feature = "http")]
+        let blobs = self
+            .blobs
+            .take()
+            .unwrap_or_else(|| Arc::new(imkit_core::blob::MemoryBlobStore::default()));
+        #[cfg(feature = "webhooks")]
+        let webhooks = match self.webhooks.take() {
+            Some(options) => Some(install_webhooks(&mut self.hooks, &engine, options, &blobs)?),
+            None => None,
+        };
         if let Some((hooks, options)) = self.hooks.take() {
             engine.install_hooks(hooks, options)?;
         }
@@ -376,9 +401,7 @@ impl ServerBuilder {
             },
             auth: shared.auth.clone(),
             minter: shared.minter.clone(),
-            blobs: self
-                .blobs
-                .unwrap_or_else(|| Arc::new(imkit_core::blob::MemoryBlobStore::default())),
+            blobs,
             options: Arc::new(options),
             clock: shared.engine.config().clock.clone(),
         });
@@ -392,6 +415,8 @@ impl ServerBuilder {
             http,
             #[cfg(feature = "metrics")]
             exporter,
+            #[cfg(feature = "webhooks")]
+            webhooks,
         })
     }
 
@@ -494,4 +519,45 @@ impl ServerBuilder {
             }
         }
     }
+}
+
+/// Turns the journal on for the webhooks' events and installs the
+/// before-send webhook (ahead of the embedder's hooks, if any).
+#[cfg(feature = "webhooks")]
+fn install_webhooks(
+    hooks: &mut Option<(Arc<dyn Hooks>, HookOptions)>,
+    engine: &Engine,
+    options: crate::webhooks::WebhookOptions,
+    blobs: &Arc<dyn imkit_core::blob::BlobStore>,
+) -> Result<crate::webhooks::Dispatcher, ServerError> {
+    options.validate().map_err(ServerError::Config)?;
+    let recorded = options.recorded();
+    if !recorded.is_empty() {
+        engine.record_journal(recorded)?;
+    }
+    if let Some(config) = options.before_send.clone() {
+        let poster =
+            crate::webhooks::Poster::new(config.timeout, options.extra_roots_pem.as_deref())
+                .map_err(ServerError::Config)?;
+        let mut hook_options = HookOptions::default().on_failure(config.on_failure);
+        // The request's own timeout answers first: the hook then says
+        // why it could not decide.
+        hook_options.before_send_timeout = config.timeout + std::time::Duration::from_millis(250);
+        let moderation: Arc<dyn Hooks> = Arc::new(crate::webhooks::moderation::Moderation {
+            config,
+            poster,
+            blobs: blobs.clone(),
+        });
+        *hooks = Some(match hooks.take() {
+            Some((theirs, options)) => (
+                Arc::new(crate::webhooks::moderation::Chain {
+                    first: moderation,
+                    second: theirs,
+                }) as Arc<dyn Hooks>,
+                options,
+            ),
+            None => (moderation, hook_options),
+        });
+    }
+    crate::webhooks::Dispatcher::new(options, &engine.config().node).map_err(ServerError::Config)
 }

@@ -60,6 +60,8 @@ mod session;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
+#[cfg(feature = "webhooks")]
+pub mod webhooks;
 
 pub use builder::ServerBuilder;
 pub use bus::{ClusterBus, LocalNode};

@@ -41,6 +41,19 @@ pub const BUS_MESSAGES: &str = "imkit_cluster_bus_messages_total";
 /// Cluster bus messages dropped because the publish queue was full.
 pub const BUS_DROPPED: &str = "imkit_cluster_bus_dropped_total";
 
+/// Webhook events finished, by result (`delivered`: every endpoint took
+/// it; `dropped`: given up after the retry period).
+pub const WEBHOOK_EVENTS: &str = "imkit_webhook_events_total";
+/// Webhook requests, by result (`ok`, `failed`).
+pub const WEBHOOK_REQUESTS: &str = "imkit_webhook_requests_total";
+/// Webhook request durations in seconds (histogram).
+pub const WEBHOOK_SECONDS: &str = "imkit_webhook_request_seconds";
+/// Journal events read by the webhook dispatcher and not yet removed.
+pub const WEBHOOK_IN_FLIGHT: &str = "imkit_webhook_in_flight";
+/// Before-send webhook verdicts (`accept`, `reject`, `rewrite`,
+/// `undecided`).
+pub const WEBHOOK_VERDICTS: &str = "imkit_webhook_verdicts_total";
+
 /// A connection was accepted on `transport`; the guard counts it closed.
 pub(crate) fn connection_opened(transport: crate::transport::Kind) -> OpenConnection {
     #[cfg(feature = "metrics")]
@@ -140,4 +153,44 @@ pub(crate) fn bus(direction: &'static str, kind: &'static str) {
 pub(crate) fn bus_dropped() {
     #[cfg(feature = "metrics")]
     metrics::counter!(BUS_DROPPED).increment(1);
+}
+
+/// A webhook event finished: `delivered` or `dropped`.
+#[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
+pub(crate) fn webhook_event(result: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(WEBHOOK_EVENTS, "result" => result).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = result;
+}
+
+/// A webhook request ended after `took`.
+#[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
+pub(crate) fn webhook_request(ok: bool, took: std::time::Duration) {
+    #[cfg(feature = "metrics")]
+    {
+        let result = if ok { "ok" } else { "failed" };
+        metrics::counter!(WEBHOOK_REQUESTS, "result" => result).increment(1);
+        metrics::histogram!(WEBHOOK_SECONDS).record(took.as_secs_f64());
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (ok, took);
+}
+
+/// `n` events are read and not yet removed.
+#[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
+pub(crate) fn webhook_in_flight(n: usize) {
+    #[cfg(feature = "metrics")]
+    metrics::gauge!(WEBHOOK_IN_FLIGHT).set(n as f64);
+    #[cfg(not(feature = "metrics"))]
+    let _ = n;
+}
+
+/// The before-send webhook decided `verdict`.
+#[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
+pub(crate) fn webhook_verdict(verdict: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(WEBHOOK_VERDICTS, "verdict" => verdict).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = verdict;
 }

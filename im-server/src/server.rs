@@ -30,6 +30,8 @@ pub struct Server {
     pub(crate) http: Option<crate::http::AppState>,
     #[cfg(feature = "metrics")]
     pub(crate) exporter: Option<crate::exporter::Exporter>,
+    #[cfg(feature = "webhooks")]
+    pub(crate) webhooks: Option<crate::webhooks::Dispatcher>,
 }
 
 impl std::fmt::Debug for Server {
@@ -102,7 +104,13 @@ impl Server {
             http,
             #[cfg(feature = "metrics")]
             exporter,
+            #[cfg(feature = "webhooks")]
+            webhooks,
         } = self;
+        #[cfg(feature = "webhooks")]
+        if let Some(dispatcher) = webhooks {
+            tracker.spawn(dispatcher.run(shared.engine.clone(), shared.shutdown.clone()));
+        }
         #[cfg(feature = "metrics")]
         if let Some(exporter) = exporter {
             tracker.spawn(exporter.serve(shared.clone(), shared.shutdown.clone()));

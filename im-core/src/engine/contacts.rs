@@ -22,6 +22,14 @@ impl Engine {
         from: &UserId,
         message: String,
     ) -> Result<Push> {
+        self.journal_put(crate::journal::EventKind::Contact, to.as_str(), || {
+            crate::journal::Recorded::Contact {
+                user: to,
+                from,
+                kind,
+            }
+        })
+        .await;
         self.emit(|| crate::hooks::Event::Contact {
             user: to.clone(),
             from: from.clone(),

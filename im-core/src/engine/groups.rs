@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::send::SYSTEM_ID_PREFIX;
 use super::{Caller, Engine, Outcome, Push};
+use crate::journal::{EventKind, Recorded};
 use crate::model::*;
 use crate::store::{MoveTo, UnitOfWork};
 use crate::{Error, Result};
@@ -109,6 +110,7 @@ impl Engine {
         for u in joining {
             unit = unit.read(u.clone(), MoveTo::BeforeAppended);
         }
+        unit = unit.journal(self.journal_payload(EventKind::Group, || Recorded::Appended));
         let appended = self
             .inner
             .stores

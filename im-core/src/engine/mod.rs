@@ -212,6 +212,7 @@ struct Inner {
     notifier: Arc<dyn PushNotifier>,
     config: EngineConfig,
     hooks: std::sync::OnceLock<crate::hooks::HookRunner>,
+    journal: std::sync::OnceLock<crate::journal::EventKinds>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -240,6 +241,7 @@ impl Engine {
                 notifier,
                 config,
                 hooks: std::sync::OnceLock::new(),
+                journal: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -256,6 +258,41 @@ impl Engine {
             .hooks
             .set(runner)
             .map_err(|_| Error::Conflict("hooks are already installed on this engine".into()))
+    }
+
+    /// Records events of `kinds` in the durable journal from now on (see
+    /// [`crate::journal`]); once per engine.
+    pub fn record_journal(&self, kinds: crate::journal::EventKinds) -> Result<()> {
+        self.inner
+            .journal
+            .set(kinds)
+            .map_err(|_| Error::Conflict("the journal is already being recorded".into()))
+    }
+
+    /// The payload a unit records for an event of `kind`, if recorded.
+    pub(crate) fn journal_payload<'a>(
+        &self,
+        kind: crate::journal::EventKind,
+        recorded: impl FnOnce() -> crate::journal::Recorded<'a>,
+    ) -> Option<Vec<u8>> {
+        let kinds = self.inner.journal.get()?;
+        kinds.contains(kind).then(|| recorded().encode(self.now()))
+    }
+
+    /// Records an event that is not a unit of work, keyed by `key`. The
+    /// operation already happened: a failure is logged, not returned.
+    pub(crate) async fn journal_put<'a>(
+        &self,
+        kind: crate::journal::EventKind,
+        key: &str,
+        recorded: impl FnOnce() -> crate::journal::Recorded<'a>,
+    ) {
+        let Some(payload) = self.journal_payload(kind, recorded) else {
+            return;
+        };
+        if let Err(e) = self.inner.stores.journal.put(key, payload).await {
+            tracing::error!(error = %e, kind = kind.name(), "an event could not be journaled");
+        }
     }
 
     /// Hands an event to the hooks, if any (never waits).
@@ -394,6 +431,10 @@ impl Engine {
             node: node.clone(),
         };
         let (pushes, notice) = self.catch_up(user, device, target).await?;
+        self.journal_put(crate::journal::EventKind::Login, user.as_str(), || {
+            crate::journal::Recorded::Login { user, device }
+        })
+        .await;
         self.emit(|| crate::hooks::Event::Login {
             user: user.clone(),
             device: device.clone(),
@@ -429,6 +470,10 @@ impl Engine {
             .offline(user, device, &self.inner.config.node)
             .await?;
         if was {
+            self.journal_put(crate::journal::EventKind::Logout, user.as_str(), || {
+                crate::journal::Recorded::Logout { user, device }
+            })
+            .await;
             self.emit(|| crate::hooks::Event::Logout {
                 user: user.clone(),
                 device: device.clone(),

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use imkit_proto::{Packet, pb};
 
 use super::{Caller, Engine, Outcome, Push, push_of};
+use crate::journal::{EventKind, Recorded};
 use crate::model::*;
 use crate::store::{Committed, Direction, MoveTo, UnitOfWork};
 
@@ -59,6 +60,12 @@ impl Engine {
         if kind == pb::ReceiptKind::Read {
             unit = unit.read(caller.user.clone(), MoveTo::Seq(req.seq));
         }
+        unit = unit.journal(
+            self.journal_payload(EventKind::Receipt, || Recorded::Receipt {
+                user: &caller.user,
+                kind,
+            }),
+        );
         Ok((
             PreparedReceipt {
                 conv,

@@ -4,6 +4,7 @@
 use imkit_proto::{Packet, pb};
 
 use super::{Caller, Engine, Outcome, Push, push_of};
+use crate::journal::{EventKind, Recorded};
 use crate::model::*;
 use crate::store::{Committed, MoveTo, UnitOfWork};
 
@@ -244,7 +245,8 @@ impl Engine {
                 content,
             })
             .read(caller.user.clone(), MoveTo::Appended)
-            .delivered(caller.user.clone(), caller.device.clone(), MoveTo::Appended);
+            .delivered(caller.user.clone(), caller.device.clone(), MoveTo::Appended)
+            .journal(self.journal_payload(EventKind::Message, || Recorded::Appended));
         if conversation.is_direct() {
             unit = unit.list_for(members.iter().cloned());
         }
@@ -393,7 +395,8 @@ impl Engine {
                     })),
                 },
             })
-            .delivered(caller.user.clone(), caller.device.clone(), MoveTo::Appended);
+            .delivered(caller.user.clone(), caller.device.clone(), MoveTo::Appended)
+            .journal(self.journal_payload(EventKind::Recall, || Recorded::Appended));
         let appended = s
             .conversations
             .commit(unit)

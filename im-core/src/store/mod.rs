@@ -15,6 +15,7 @@ mod contacts;
 mod conversations;
 mod devices;
 mod groups;
+pub mod journal;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -33,6 +34,7 @@ pub use contacts::ContactStore;
 pub use conversations::{ConversationStore, Direction, Position};
 pub use devices::{DeviceInfo, DeviceStore, Registered};
 pub use groups::GroupStore;
+pub use journal::{JournalRecord, JournalStore};
 pub use presence::{Located, PresenceStore};
 pub use unit::{Committed, Cursor, CursorMove, MoveTo, Moved, UnitOfWork};
 
@@ -51,14 +53,19 @@ pub struct Stores {
     pub contacts: Arc<dyn ContactStore>,
     /// Accounts and revoked tokens.
     pub accounts: Arc<dyn AccountStore>,
+    /// Events waiting to be handed on (webhooks), written with the units
+    /// that caused them.
+    pub journal: Arc<dyn JournalStore>,
 }
 
 impl Stores {
     /// Everything in memory: fast, and gone when the process ends.
     pub fn memory() -> Stores {
+        let conversations = memory::MemoryConversations::default();
         Stores {
             presence: Arc::new(memory::MemoryPresence::default()),
-            conversations: Arc::new(memory::MemoryConversations::default()),
+            journal: conversations.journal(),
+            conversations: Arc::new(conversations),
             devices: Arc::new(memory::MemoryDevices::default()),
             groups: Arc::new(memory::MemoryGroups::default()),
             contacts: Arc::new(memory::MemoryContacts::default()),

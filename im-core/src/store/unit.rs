@@ -85,6 +85,10 @@ pub struct UnitOfWork {
     pub list_for: Vec<UserId>,
     /// Cursor moves, applied after the append.
     pub moves: Vec<CursorMove>,
+    /// A journal record to store in the same transaction
+    /// ([`super::journal`]), keyed by the conversation, with
+    /// [`Committed::journal_seq`]; nothing is recorded if that is `None`.
+    pub journal: Option<Vec<u8>>,
 }
 
 impl UnitOfWork {
@@ -95,7 +99,14 @@ impl UnitOfWork {
             append: None,
             list_for: Vec::new(),
             moves: Vec::new(),
+            journal: None,
         }
+    }
+
+    /// Records `payload` in the journal if the unit writes anything.
+    pub fn journal(mut self, payload: Option<Vec<u8>>) -> Self {
+        self.journal = payload;
+        self
     }
 
     /// Appends `message` (see [`UnitOfWork::append`]).
@@ -179,5 +190,27 @@ impl Committed {
     /// Whether the unit was a resend of a stored message.
     pub fn is_duplicate(&self) -> bool {
         self.appended.as_ref().is_some_and(|a| a.duplicate)
+    }
+
+    /// The seq a journal record of this unit carries, or `None` if the unit
+    /// wrote nothing worth recording: the appended message's seq, or for a
+    /// unit without a message the last cursor's new position if any cursor
+    /// moved forward. A resend records nothing.
+    pub fn journal_seq(&self) -> Option<u64> {
+        match &self.appended {
+            Some(a) if a.duplicate => None,
+            a => journal_seq(a.as_ref().map(|a| a.message.seq), &self.moves),
+        }
+    }
+}
+
+/// [`Committed::journal_seq`] of a fresh (not resent) unit, for backends
+/// that work it out before they build a [`Committed`]: the seq `appended`,
+/// else the last cursor's position if any cursor moved forward.
+pub fn journal_seq(appended: Option<u64>, moves: &[Moved]) -> Option<u64> {
+    match appended {
+        Some(seq) => Some(seq),
+        None if moves.iter().any(Moved::advanced) => moves.last().map(|m| m.after),
+        None => None,
     }
 }

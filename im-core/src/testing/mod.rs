@@ -22,6 +22,7 @@ pub mod conversations;
 mod cursors;
 mod devices;
 mod groups;
+mod journal;
 #[cfg(feature = "postgres")]
 pub mod postgres_server;
 mod presence;
@@ -140,6 +141,8 @@ cases! {
     conversations_cursors_move_forward_only => |s: Stores| conversations::cursors_move_forward_only(s.conversations);
     conversations_lists_and_positions => |s: Stores| conversations::lists_and_positions(s.conversations);
     conversations_concurrent_units_stay_gap_free => |s: Stores| conversations::concurrent_units_stay_gap_free(s.conversations);
+    journal_records_follow_units => journal::records_follow_units;
+    journal_records_keep_conversation_order => journal::records_keep_conversation_order;
 }
 
 /// Runs every case against one set of stores.
@@ -166,7 +169,9 @@ macro_rules! conformance_tests {
             conversations_units_are_all_or_nothing,
             conversations_cursors_move_forward_only,
             conversations_lists_and_positions,
-            conversations_concurrent_units_stay_gap_free);
+            conversations_concurrent_units_stay_gap_free,
+            journal_records_follow_units,
+            journal_records_keep_conversation_order);
     };
     (@each $make:expr; $($case:ident),*) => {
         $(

@@ -17,7 +17,7 @@ mod admin;
 mod devices;
 mod error;
 mod files;
-mod json;
+pub(crate) mod json;
 mod listener;
 mod user;
 

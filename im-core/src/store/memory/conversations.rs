@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{FastMap, FastState, Sharded};
+use super::{FastMap, FastState, MemoryJournal, Sharded};
 use crate::model::*;
 use crate::store::{Committed, ConversationStore, Cursor, Direction, Moved, Position, UnitOfWork};
 use crate::{Error, Result};
@@ -70,9 +70,15 @@ pub struct MemoryConversations {
     by_client: Sharded<ClientKey, (ConversationId, u64)>,
     by_id: Sharded<MessageId, (ConversationId, u64)>,
     lists: Sharded<UserId, HashSet<ConversationId, FastState>>,
+    journal: Arc<MemoryJournal>,
 }
 
 impl MemoryConversations {
+    /// The journal this store records its units' events in.
+    pub fn journal(&self) -> Arc<MemoryJournal> {
+        self.journal.clone()
+    }
+
     fn at(&self, conversation: &ConversationId, seq: u64) -> Option<Message> {
         self.convs
             .shard(conversation)
@@ -91,6 +97,7 @@ impl ConversationStore for MemoryConversations {
             append,
             list_for,
             moves,
+            journal,
         } = unit;
         // Lock order: the sender's de-duplication slot, then the
         // conversation.
@@ -158,6 +165,12 @@ impl ConversationStore for MemoryConversations {
                     before,
                     after: *slot,
                 });
+            }
+            // Recorded under the conversation's lock: ids follow its order.
+            let journal_seq =
+                crate::store::unit::journal_seq(appended.as_ref().map(|m| m.seq), &moved);
+            if let (Some(payload), Some(seq)) = (journal, journal_seq) {
+                self.journal.append(conversation.as_str(), seq, payload);
             }
             (appended, moved)
         };

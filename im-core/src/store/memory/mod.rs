@@ -11,6 +11,7 @@ mod contacts;
 mod conversations;
 mod devices;
 mod groups;
+mod journal;
 mod presence;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ pub use contacts::MemoryContacts;
 pub use conversations::MemoryConversations;
 pub use devices::MemoryDevices;
 pub use groups::MemoryGroups;
+pub use journal::MemoryJournal;
 pub use presence::MemoryPresence;
 
 const SHARDS: usize = 64;

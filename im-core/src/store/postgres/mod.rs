@@ -32,6 +32,7 @@ mod contacts;
 mod conversations;
 mod devices;
 mod groups;
+mod journal;
 pub mod schema;
 pub mod writer;
 
@@ -46,6 +47,7 @@ pub use contacts::PostgresContacts;
 pub use conversations::PostgresConversations;
 pub use devices::PostgresDevices;
 pub use groups::PostgresGroups;
+pub use journal::PostgresJournal;
 pub use writer::WriterStats;
 
 use crate::store::Stores;
@@ -201,6 +203,7 @@ pub fn stores_on(db: Arc<PgDb>) -> Stores {
         devices: Arc::new(PostgresDevices::new(db.clone())),
         groups: Arc::new(PostgresGroups::new(db.clone())),
         contacts: Arc::new(PostgresContacts::new(db.clone())),
-        accounts: Arc::new(PostgresAccounts::new(db)),
+        accounts: Arc::new(PostgresAccounts::new(db.clone())),
+        journal: Arc::new(PostgresJournal::new(db)),
     }
 }

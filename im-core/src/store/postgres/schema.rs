@@ -252,7 +252,30 @@ BEGIN
 END
 $fn$;
 "#,
+    // 2: the event journal (store::journal), written in the transaction of
+    // the units it reports; inserts take JOURNAL_LOCK so ids grow in
+    // commit order across nodes. The lease names the node that reads it.
+    r#"
+CREATE TABLE journal (
+    id      bigserial PRIMARY KEY,
+    key     text      NOT NULL,
+    seq     bigint    NOT NULL,
+    payload bytea     NOT NULL
+);
+CREATE TABLE journal_lease (
+    name   text        PRIMARY KEY,
+    holder text        NOT NULL,
+    until  timestamptz NOT NULL
+);
+"#,
 ];
+
+/// Takes the transaction-level advisory lock every journal insert takes
+/// (one per schema): held from the insert to the commit, it makes ids grow
+/// in commit order, so a reader walking ids upwards never passes a record
+/// that commits later.
+pub const JOURNAL_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('imkit journal ' || current_schema()))";
 
 /// Applies the migrations `schema` lacks, each in a transaction, under an
 /// advisory lock so concurrent starts migrate once. Refuses a database

@@ -163,6 +163,7 @@ struct Params {
     devices: Vec<String>,
     kinds: Vec<i16>,
     targets: Vec<i64>,
+    journal: Option<Vec<u8>>,
 }
 
 impl Params {
@@ -187,6 +188,7 @@ impl Params {
             devices: Vec::with_capacity(unit.moves.len()),
             kinds: Vec::with_capacity(unit.moves.len()),
             targets: Vec::with_capacity(unit.moves.len()),
+            journal: unit.journal.clone(),
         };
         for mv in &unit.moves {
             let (user, device) = match &mv.cursor {
@@ -367,7 +369,11 @@ impl Task {
             futures::future::join_all(calls)
         );
         let rows: std::result::Result<Vec<_>, _> = rows.into_iter().collect();
-        match begun.and(rows) {
+        let recorded = match begun.and(rows) {
+            Ok(rows) => record_journal(client, params, &rows).await.map(|()| rows),
+            Err(e) => Err(e),
+        };
+        match recorded {
             Ok(rows) => {
                 client.batch_execute("COMMIT").await?;
                 Ok(rows)
@@ -380,6 +386,55 @@ impl Task {
             }
         }
     }
+}
+
+/// Writes the journal records of the batch's units that wrote something,
+/// inside its transaction, under [`super::schema::JOURNAL_LOCK`].
+async fn record_journal(
+    client: &Client,
+    params: &[Params],
+    rows: &[tokio_postgres::Row],
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let (mut keys, mut seqs, mut payloads) = (Vec::new(), Vec::new(), Vec::new());
+    for (p, row) in params.iter().zip(rows) {
+        let Some(payload) = &p.journal else { continue };
+        if row.try_get::<_, i16>(0)? != 0 {
+            continue; // a resend or a refusal: nothing was written
+        }
+        let appended = if p.id.is_some() {
+            Some(u64_of(row.try_get(2)?))
+        } else {
+            None
+        };
+        let befores: Vec<i64> = row.try_get(8)?;
+        let afters: Vec<i64> = row.try_get(9)?;
+        let moves: Vec<Moved> = befores
+            .into_iter()
+            .zip(afters)
+            .map(|(b, a)| Moved {
+                before: u64_of(b),
+                after: u64_of(a),
+            })
+            .collect();
+        if let Some(seq) = crate::store::unit::journal_seq(appended, &moves) {
+            keys.push(p.conv.as_str());
+            seqs.push(i64_of(seq));
+            payloads.push(payload.as_slice());
+        }
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&keys, &seqs, &payloads];
+    let (locked, inserted) = futures::join!(
+        client.batch_execute(super::schema::JOURNAL_LOCK),
+        client.execute(
+            "INSERT INTO journal (key, seq, payload)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])",
+            &args,
+        )
+    );
+    locked.and(inserted).map(drop)
 }
 
 /// Whether running the batch again may succeed.

@@ -23,7 +23,9 @@ use crate::{Error, Result};
 /// 5 message id, 6 recall target (0 = none), 7 conversation, 8 list
 /// entries, 9 moves, then per move: the hash field (the user for a read
 /// cursor, the conversation for a delivered one) and the target (`a` for
-/// the appended seq, `b` for the one before it, else a seq).
+/// the appended seq, `b` for the one before it, else a seq), then the
+/// journal record's payload (empty for none; its two keys, `jid` and `jz`,
+/// come last in KEYS; see [`super::journal`]).
 /// Returns {status, conv, seq, before1, after1, ...}: status 1 for a
 /// resend (conv and seq of the original), -1 for a missing recall target.
 const COMMIT: &str = r"
@@ -60,6 +62,7 @@ local lists = tonumber(ARGV[8])
 local moves = tonumber(ARGV[9])
 for i = 1, lists do redis.call('SADD', KEYS[7 + i], ARGV[7]) end
 local out = {0, ARGV[7], seq}
+local advanced = false
 for j = 1, moves do
   local key = KEYS[7 + lists + j]
   local field = ARGV[8 + 2 * j]
@@ -76,6 +79,16 @@ for j = 1, moves do
   end
   table.insert(out, cur)
   table.insert(out, after)
+  if after > cur then advanced = after end
+end
+local journal = ARGV[10 + 2 * moves]
+if journal ~= '' then
+  local jseq = nil
+  if ARGV[1] == '1' then jseq = seq elseif advanced then jseq = out[#out] end
+  if jseq then
+    local id = redis.call('INCR', KEYS[8 + lists + moves])
+    redis.call('ZADD', KEYS[9 + lists + moves], id, id .. ' ' .. jseq .. ' ' .. ARGV[7] .. '\n' .. journal)
+  end
 end
 return out
 ";
@@ -173,6 +186,12 @@ impl RedisConversations {
                 MoveTo::Seq(s) => inv.arg(s),
             };
         }
+        let (jid, jz) = super::journal::keys(&self.0);
+        inv.key(jid).key(jz);
+        match &unit.journal {
+            Some(payload) => inv.arg(payload.as_slice()),
+            None => inv.arg(""),
+        };
         inv
     }
 

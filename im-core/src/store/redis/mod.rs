@@ -31,6 +31,7 @@ mod contacts;
 mod conversations;
 mod devices;
 mod groups;
+mod journal;
 mod persistence;
 mod presence;
 
@@ -39,6 +40,7 @@ pub use contacts::RedisContacts;
 pub use conversations::RedisConversations;
 pub use devices::RedisDevices;
 pub use groups::RedisGroups;
+pub use journal::RedisJournal;
 pub use persistence::{Persistence, check_record};
 pub use presence::RedisPresence;
 
@@ -165,6 +167,7 @@ pub fn stores_on(db: RedisDb) -> Stores {
         devices: std::sync::Arc::new(RedisDevices(db.clone())),
         groups: std::sync::Arc::new(RedisGroups(db.clone())),
         contacts: std::sync::Arc::new(RedisContacts(db.clone())),
-        accounts: std::sync::Arc::new(RedisAccounts(db)),
+        accounts: std::sync::Arc::new(RedisAccounts(db.clone())),
+        journal: std::sync::Arc::new(RedisJournal(db)),
     }
 }

@@ -159,6 +159,7 @@ fn write(
         append,
         list_for,
         moves,
+        journal,
     } = unit;
     let mut appended = None;
     if let Some(new) = append {
@@ -241,6 +242,10 @@ fn write(
             st.set_cursor(key, after);
         }
         moved.push(Moved { before: was, after });
+    }
+    let journal_seq = crate::store::unit::journal_seq(appended.as_ref().map(|m| m.seq), &moved);
+    if let (Some(payload), Some(seq)) = (journal, journal_seq) {
+        super::journal::record(c, conv.as_str(), seq, &payload)?;
     }
     Ok(Committed {
         appended: appended.map(|message| Appended {

@@ -42,6 +42,7 @@ mod contacts;
 mod conversations;
 mod devices;
 mod groups;
+mod journal;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -56,6 +57,7 @@ pub use contacts::SqliteContacts;
 pub use conversations::SqliteConversations;
 pub use devices::SqliteDevices;
 pub use groups::SqliteGroups;
+pub use journal::SqliteJournal;
 pub use writer::WriterStats;
 
 use crate::store::Stores;
@@ -209,6 +211,15 @@ pub const MIGRATIONS: &[&str] = &[
         user       TEXT    PRIMARY KEY,
         group_adds INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 7: the event journal (store::journal): records wait here, written
+    // with the units that caused them, until the webhooks hand them on.
+    // AUTOINCREMENT: an id is never reused after its record is taken.
+    "CREATE TABLE journal (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,
+        key     TEXT    NOT NULL,
+        seq     INTEGER NOT NULL,
+        payload BLOB    NOT NULL
+     );",
 ];
 
 /// The schema version this build writes.
@@ -591,6 +602,7 @@ pub fn stores_on(db: Arc<Db>) -> Stores {
         devices: Arc::new(SqliteDevices::new(db.clone())),
         groups: Arc::new(SqliteGroups::new(db.clone())),
         contacts: Arc::new(SqliteContacts::new(db.clone())),
-        accounts: Arc::new(SqliteAccounts::new(db)),
+        accounts: Arc::new(SqliteAccounts::new(db.clone())),
+        journal: Arc::new(SqliteJournal::new(db)),
     }
 }

@@ -196,6 +196,37 @@ pub(crate) struct RunArgs {
     /// Require login JWTs to carry this `aud` [default: aud not checked].
     #[arg(long)]
     pub(crate) jwt_audience: Option<String>,
+    /// Post events as signed JSON to this URL (docs/webhooks.md)
+    /// [default: off].
+    #[arg(long, requires = "webhook_secret")]
+    pub(crate) webhook_url: Option<String>,
+    /// The key webhook requests are signed with (HMAC-SHA256).
+    #[arg(long, env = "IMKIT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub(crate) webhook_secret: Option<String>,
+    /// Which events to post, comma-separated: message, recall, receipt,
+    /// group, contact, login, logout, or all [default: all].
+    #[arg(long)]
+    pub(crate) webhook_events: Option<String>,
+    /// Ask this URL about every send before it is stored (accept, reject
+    /// or rewrite; signed with --webhook-secret) [default: off].
+    #[arg(long, requires = "webhook_secret")]
+    pub(crate) before_send_url: Option<String>,
+    /// Milliseconds the before-send URL has to answer [default: 1000].
+    #[arg(long)]
+    pub(crate) before_send_timeout_ms: Option<u64>,
+    /// What a send does when the before-send URL fails: open (goes
+    /// through) or closed (refused, retryable) [default: open].
+    #[arg(long)]
+    pub(crate) before_send_failure: Option<FailArg>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FailArg {
+    /// The send goes through unchecked.
+    Open,
+    /// The send is refused with a retryable error.
+    Closed,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -288,6 +319,12 @@ pub(crate) struct FileConfig {
     pub(crate) jwt_public_key: Option<PathBuf>,
     pub(crate) jwt_algorithm: Option<String>,
     pub(crate) jwt_audience: Option<String>,
+    pub(crate) webhook_url: Option<String>,
+    pub(crate) webhook_secret: Option<String>,
+    pub(crate) webhook_events: Option<String>,
+    pub(crate) before_send_url: Option<String>,
+    pub(crate) before_send_timeout_ms: Option<u64>,
+    pub(crate) before_send_failure: Option<FailArg>,
 }
 
 pub(crate) fn load_file(path: Option<&Path>) -> Result<FileConfig, ServerError> {

@@ -24,6 +24,7 @@ mod args;
 mod backends;
 mod logging;
 mod secret;
+mod webhooks;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -194,6 +195,7 @@ async fn real_main(cli: Cli, file: FileConfig) -> Result<(), ServerError> {
     if let Some(addr) = args.metrics.clone().or(file.metrics.clone()) {
         builder = with_metrics(builder, addr)?;
     }
+    builder = webhooks::with_webhooks(builder, &args, &file)?;
     let server = builder.bind().await?;
     let handle = server.handle();
     tokio::spawn(reload_on_hangup(handle.clone()));
