@@ -2,9 +2,14 @@
 //! random moments while clients stream messages, then restarted. Every
 //! message a client saw acknowledged must be in history, seq must have no
 //! gaps or duplicates, and resends of unacknowledged messages must not
-//! create duplicates.
+//! create duplicates. Webhooks are on, their receiver down throughout: the
+//! event journal must then hold exactly one record per stored message
+//! (written in the same transaction, so no kill separates them), and once
+//! a receiver is up, a restarted server posts every one of them.
+#![cfg(feature = "webhooks")]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -30,7 +35,7 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-async fn start(db: &std::path::Path, port: u16) -> Child {
+async fn start(db: &std::path::Path, port: u16, hook_port: u16) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_imkit-server"))
         .args([
             "--tcp",
@@ -39,6 +44,12 @@ async fn start(db: &std::path::Path, port: u16) -> Child {
             "off",
             "--secret",
             SECRET,
+            "--webhook-url",
+            &format!("http://127.0.0.1:{hook_port}/events"),
+            "--webhook-secret",
+            SECRET,
+            "--webhook-events",
+            "message",
         ])
         .arg("--db")
         .arg(db)
@@ -152,9 +163,10 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
     let db = dir.path().join("crash.db");
     let mut ledgers: Vec<Ledger> = (0..SENDERS).map(|_| Ledger::default()).collect();
     let mut rng = rand::rng();
+    let hook_port = free_port(); // nobody listens until the end
     for round in 0..=ROUNDS {
         let port = free_port();
-        let mut child = start(&db, port).await;
+        let mut child = start(&db, port, hook_port).await;
         let last = round == ROUNDS;
         let mut tasks = Vec::new();
         for (i, mut ledger) in ledgers.drain(..).enumerate() {
@@ -221,4 +233,61 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         "the test streamed a meaningful number of messages ({total})"
     );
     println!("crash test: {total} messages over {ROUNDS} kills");
+
+    // One journal record per stored message, none missing, none extra.
+    let records = stores
+        .journal
+        .read(0, usize::MAX)
+        .await
+        .expect("read the journal");
+    let mut recorded: HashMap<String, Vec<u64>> = HashMap::new();
+    for r in &records {
+        recorded.entry(r.key.clone()).or_default().push(r.seq);
+    }
+    for (i, ledger) in ledgers.iter().enumerate() {
+        let conv = ConversationId::direct(&UserId::from(format!("u{i}")), &UserId::from("sink"));
+        let seqs = recorded.remove(conv.as_str()).unwrap_or_default();
+        assert_eq!(
+            seqs,
+            (1..=ledger.next).collect::<Vec<_>>(),
+            "u{i}: one record per message, in order"
+        );
+    }
+    assert!(recorded.is_empty(), "no stray records: {recorded:?}");
+    drop(stores);
+
+    // With a receiver up, a restarted server posts every event.
+    let received = Arc::new(parking_lot::Mutex::new(HashSet::new()));
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post({
+            let received = received.clone();
+            move |body: bytes::Bytes| async move {
+                let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                let key = v["key"].as_str().unwrap_or("").to_owned();
+                received
+                    .lock()
+                    .insert((key, v["data"]["seq"].as_u64().unwrap_or(0)));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", hook_port))
+        .await
+        .expect("bind the receiver");
+    let receiver = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let mut child = start(&db, free_port(), hook_port).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while received.lock().len() < total {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {total} events posted",
+            received.lock().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().await.expect("stop");
+    receiver.abort();
 }
