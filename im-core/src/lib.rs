@@ -32,7 +32,8 @@
 //!
 //! * [`model`]: ids, messages, groups.
 //! * [`store`]: one async trait per kind of state (presence, conversations
-//!   with their cursors, devices, groups, contacts, accounts), held as
+//!   with their cursors, devices, groups, contacts, accounts, the event
+//!   journal), held as
 //!   `Arc<dyn …>`, with in-memory backends and, behind features, SQLite and
 //!   Redis ones. Messaging writes are [`store::UnitOfWork`]s, each committed
 //!   atomically (and group-committed by the backends).
@@ -45,6 +46,10 @@
 //!   also holds the built-in login tokens (standard JWTs with feature
 //!   `jwt`, and the older HMAC format).
 //! * [`blob`]: where the bytes of file messages live.
+//! * [`hooks`]: an embedder's code before sends and after commits.
+//! * [`journal`]: the durable event journal the server's webhooks post
+//!   from, recorded in the units' own transactions
+//!   ([`store::journal`]).
 //! * `testing` (feature `testing`): the conformance suite every store
 //!   backend runs.
 //!
