@@ -20,6 +20,7 @@ pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod presence;
+mod push;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "sqlite")]
@@ -36,6 +37,7 @@ pub use devices::{DeviceInfo, DeviceStore, Registered};
 pub use groups::GroupStore;
 pub use journal::{JournalRecord, JournalStore};
 pub use presence::{Located, PresenceStore};
+pub use push::{DeviceToken, PushProfile, PushStore, PushToken};
 pub use unit::{Committed, Cursor, CursorMove, MoveTo, Moved, UnitOfWork};
 
 /// One store of each kind: what the engine needs.
@@ -56,6 +58,8 @@ pub struct Stores {
     /// Events waiting to be handed on (webhooks), written with the units
     /// that caused them.
     pub journal: Arc<dyn JournalStore>,
+    /// Push tokens and notification preferences.
+    pub push: Arc<dyn PushStore>,
 }
 
 impl Stores {
@@ -65,6 +69,7 @@ impl Stores {
         Stores {
             presence: Arc::new(memory::MemoryPresence::default()),
             journal: conversations.journal(),
+            push: Arc::new(memory::MemoryPush::default()),
             conversations: Arc::new(conversations),
             devices: Arc::new(memory::MemoryDevices::default()),
             groups: Arc::new(memory::MemoryGroups::default()),

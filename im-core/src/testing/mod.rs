@@ -26,6 +26,7 @@ mod journal;
 #[cfg(feature = "postgres")]
 pub mod postgres_server;
 mod presence;
+mod push;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 
@@ -36,6 +37,7 @@ pub use contacts::contact_suite;
 pub use devices::device_suite;
 pub use groups::group_suite;
 pub use presence::presence_suite;
+pub use push::push_suite;
 
 use crate::model::*;
 use std::sync::Arc;
@@ -133,6 +135,7 @@ cases! {
     groups => |s: Stores| group_suite(s.groups);
     contacts => |s: Stores| contact_suite(s.contacts);
     accounts => |s: Stores| account_suite(s.accounts);
+    push => |s: Stores| push_suite(s.push);
     conversations_numbering_and_resends => |s: Stores| conversations::numbering_and_resends(s.conversations);
     conversations_lookups_and_paging => |s: Stores| conversations::lookups_and_paging(s.conversations);
     conversations_unread_counts => |s: Stores| conversations::unread_counts(s.conversations);
@@ -161,7 +164,7 @@ pub async fn run_all(stores: Stores) {
 macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
-            presence, devices, groups, contacts, accounts,
+            presence, devices, groups, contacts, accounts, push,
             conversations_numbering_and_resends,
             conversations_lookups_and_paging,
             conversations_unread_counts,

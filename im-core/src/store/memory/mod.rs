@@ -13,6 +13,7 @@ mod devices;
 mod groups;
 mod journal;
 mod presence;
+mod push;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -26,6 +27,7 @@ pub use devices::MemoryDevices;
 pub use groups::MemoryGroups;
 pub use journal::MemoryJournal;
 pub use presence::MemoryPresence;
+pub use push::MemoryPush;
 
 const SHARDS: usize = 64;
 

@@ -33,6 +33,7 @@ mod conversations;
 mod devices;
 mod groups;
 mod journal;
+mod push;
 pub mod schema;
 pub mod writer;
 
@@ -48,6 +49,7 @@ pub use conversations::PostgresConversations;
 pub use devices::PostgresDevices;
 pub use groups::PostgresGroups;
 pub use journal::PostgresJournal;
+pub use push::PostgresPush;
 pub use writer::WriterStats;
 
 use crate::store::Stores;
@@ -204,6 +206,7 @@ pub fn stores_on(db: Arc<PgDb>) -> Stores {
         groups: Arc::new(PostgresGroups::new(db.clone())),
         contacts: Arc::new(PostgresContacts::new(db.clone())),
         accounts: Arc::new(PostgresAccounts::new(db.clone())),
-        journal: Arc::new(PostgresJournal::new(db)),
+        journal: Arc::new(PostgresJournal::new(db.clone())),
+        push: Arc::new(PostgresPush::new(db)),
     }
 }

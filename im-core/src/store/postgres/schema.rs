@@ -268,6 +268,21 @@ CREATE TABLE journal_lease (
     until  timestamptz NOT NULL
 );
 "#,
+    // 3: push tokens, one per device, and notification preferences.
+    r#"
+CREATE TABLE push_tokens (
+    "user"   text NOT NULL,
+    device   text NOT NULL,
+    provider text NOT NULL,
+    platform text NOT NULL,
+    token    text NOT NULL,
+    PRIMARY KEY ("user", device)
+);
+CREATE TABLE push_prefs (
+    "user"       text    PRIMARY KEY,
+    hide_content boolean NOT NULL
+);
+"#,
 ];
 
 /// Takes the transaction-level advisory lock every journal insert takes

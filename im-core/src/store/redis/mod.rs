@@ -34,6 +34,7 @@ mod groups;
 mod journal;
 mod persistence;
 mod presence;
+mod push;
 
 pub use accounts::RedisAccounts;
 pub use contacts::RedisContacts;
@@ -43,6 +44,7 @@ pub use groups::RedisGroups;
 pub use journal::RedisJournal;
 pub use persistence::{Persistence, check_record};
 pub use presence::RedisPresence;
+pub use push::RedisPush;
 
 /// The version of the key layout this build reads and writes. Version 2
 /// replaced per-device inboxes with cursors (read diffusion) and added
@@ -168,6 +170,7 @@ pub fn stores_on(db: RedisDb) -> Stores {
         groups: std::sync::Arc::new(RedisGroups(db.clone())),
         contacts: std::sync::Arc::new(RedisContacts(db.clone())),
         accounts: std::sync::Arc::new(RedisAccounts(db.clone())),
-        journal: std::sync::Arc::new(RedisJournal(db)),
+        journal: std::sync::Arc::new(RedisJournal(db.clone())),
+        push: std::sync::Arc::new(RedisPush(db)),
     }
 }

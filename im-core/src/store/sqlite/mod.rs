@@ -43,6 +43,7 @@ mod conversations;
 mod devices;
 mod groups;
 mod journal;
+mod push;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,7 @@ pub use conversations::SqliteConversations;
 pub use devices::SqliteDevices;
 pub use groups::SqliteGroups;
 pub use journal::SqliteJournal;
+pub use push::SqlitePush;
 pub use writer::WriterStats;
 
 use crate::store::Stores;
@@ -220,6 +222,20 @@ pub const MIGRATIONS: &[&str] = &[
         seq     INTEGER NOT NULL,
         payload BLOB    NOT NULL
      );",
+    // 8: push tokens, one per device, and whether a user's notifications
+    // hide message content.
+    "CREATE TABLE push_tokens (
+        user     TEXT NOT NULL,
+        device   TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        token    TEXT NOT NULL,
+        PRIMARY KEY (user, device)
+     ) WITHOUT ROWID;
+     CREATE TABLE push_prefs (
+        user         TEXT    PRIMARY KEY,
+        hide_content INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.
@@ -603,6 +619,7 @@ pub fn stores_on(db: Arc<Db>) -> Stores {
         groups: Arc::new(SqliteGroups::new(db.clone())),
         contacts: Arc::new(SqliteContacts::new(db.clone())),
         accounts: Arc::new(SqliteAccounts::new(db.clone())),
-        journal: Arc::new(SqliteJournal::new(db)),
+        journal: Arc::new(SqliteJournal::new(db.clone())),
+        push: Arc::new(SqlitePush::new(db)),
     }
 }
