@@ -474,6 +474,47 @@ impl Client {
         .map(drop)
     }
 
+    /// Registers this device for push notifications with the provider's
+    /// token (`provider`: `apns`, `fcm`, or a name the server's notifier
+    /// knows; `platform`: `ios`, `android`, ...). The server notifies the
+    /// user while none of their devices is connected.
+    pub async fn set_push_token(
+        &self,
+        provider: &str,
+        platform: &str,
+        token: &str,
+    ) -> Result<(), ClientError> {
+        self.request(pb::PushTokenSetRequest {
+            provider: provider.to_owned(),
+            platform: platform.to_owned(),
+            token: token.to_owned(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Stops push notifications to this device.
+    pub async fn remove_push_token(&self) -> Result<(), ClientError> {
+        self.request(pb::PushTokenSetRequest::default())
+            .await
+            .map(drop)
+    }
+
+    /// Whether notifications to this user show the sender and content
+    /// (`false`) or only that a message arrived (`true`).
+    pub async fn hide_push_content(&self, hide: bool) -> Result<(), ClientError> {
+        let preview = if hide {
+            pb::PushPreview::Hide
+        } else {
+            pb::PushPreview::Show
+        };
+        self.request(pb::PushSettingsRequest {
+            preview: preview as i32,
+        })
+        .await
+        .map(drop)
+    }
+
     /// Tells the client the highest seq you already hold for a
     /// conversation (from your own storage), so it fetches only what is
     /// newer and drops what you have.

@@ -19,6 +19,11 @@ pub const STORE_COMMIT_SECONDS: &str = "imkit_store_commit_seconds";
 /// Units of work (sends, receipts, ...) per store transaction (histogram,
 /// by backend): how well group commit batches.
 pub const STORE_BATCH_SIZE: &str = "imkit_store_batch_size";
+/// Push notices handed to the push notifier (one per device).
+pub const PUSH_SENT: &str = "imkit_push_notices_total";
+/// Offline recipients whose pushes were dropped because the push queue
+/// was full.
+pub const PUSH_DROPPED: &str = "imkit_push_dropped_total";
 /// Seconds one fsync of SQLite's write-ahead log takes (histogram).
 pub const STORE_FSYNC_SECONDS: &str = "imkit_store_fsync_seconds";
 
@@ -63,4 +68,20 @@ pub(crate) fn store_fsync(took: Duration) {
     metrics::histogram!(STORE_FSYNC_SECONDS).record(took.as_secs_f64());
     #[cfg(not(feature = "metrics"))]
     let _ = took;
+}
+
+/// `n` push notices went to the notifier.
+pub(crate) fn push_sent(n: usize) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(PUSH_SENT).increment(n as u64);
+    #[cfg(not(feature = "metrics"))]
+    let _ = n;
+}
+
+/// `n` recipients' pushes were dropped (queue full).
+pub(crate) fn push_dropped(n: usize) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(PUSH_DROPPED).increment(n as u64);
+    #[cfg(not(feature = "metrics"))]
+    let _ = n;
 }

@@ -244,6 +244,14 @@ packets! {
     PrivacySet = 0x004D, pb::PrivacySetRequest, response: false, sender: Client;
     /// Privacy settings set.
     PrivacySetResponse = 0x004E, pb::PrivacySetResponse, response: true, sender: Server;
+    /// Register (or, with an empty token, remove) the device's push token.
+    PushTokenSet = 0x004F, pb::PushTokenSetRequest, response: false, sender: Client;
+    /// Push token set.
+    PushTokenSetResponse = 0x0050, pb::PushTokenSetResponse, response: true, sender: Server;
+    /// Set the caller's notification settings.
+    PushSettings = 0x0051, pb::PushSettingsRequest, response: false, sender: Client;
+    /// Notification settings set.
+    PushSettingsResponse = 0x0052, pb::PushSettingsResponse, response: true, sender: Server;
 }
 
 impl Packet {

@@ -53,6 +53,8 @@ pub mod http;
 mod lifecycle;
 pub mod metrics;
 mod outbox;
+#[cfg(feature = "webhooks")]
+pub mod push;
 mod registry;
 mod router;
 mod server;

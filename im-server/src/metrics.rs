@@ -54,6 +54,10 @@ pub const WEBHOOK_IN_FLIGHT: &str = "imkit_webhook_in_flight";
 /// `undecided`).
 pub const WEBHOOK_VERDICTS: &str = "imkit_webhook_verdicts_total";
 
+/// Push gateway requests of the ready notifier, by result (`ok`,
+/// `invalid`: the token was refused and removed, `failed`).
+pub const PUSH_REQUESTS: &str = "imkit_push_requests_total";
+
 /// A connection was accepted on `transport`; the guard counts it closed.
 pub(crate) fn connection_opened(transport: crate::transport::Kind) -> OpenConnection {
     #[cfg(feature = "metrics")]
@@ -193,4 +197,13 @@ pub(crate) fn webhook_verdict(verdict: &'static str) {
     metrics::counter!(WEBHOOK_VERDICTS, "verdict" => verdict).increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = verdict;
+}
+
+/// A push gateway request ended with `result`.
+#[cfg_attr(not(feature = "webhooks"), allow(dead_code))]
+pub(crate) fn push_request(result: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!(PUSH_REQUESTS, "result" => result).increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = result;
 }

@@ -23,6 +23,7 @@ mod batch;
 mod contacts;
 mod groups;
 pub use groups::EVENT_MAX_NAMED_USERS;
+mod push;
 mod receipts;
 mod send;
 mod sync;
@@ -77,6 +78,8 @@ pub struct EngineConfig {
     /// Most conversations a [`pb::SyncNotice`] lists (default 100; fewer if
     /// they do not fit in 64 KiB).
     pub notice_max_conversations: usize,
+    /// Bounds on offline push work ([`crate::push`]).
+    pub push: crate::push::PushOptions,
     /// Source of time.
     pub clock: Clock,
 }
@@ -103,6 +106,7 @@ impl Default for EngineConfig {
             max_reply_bytes: Self::DEFAULT_MAX_REPLY_BYTES,
             login_push_max: 100,
             notice_max_conversations: 100,
+            push: crate::push::PushOptions::default(),
             clock: Clock::system(),
         }
     }
@@ -213,6 +217,7 @@ struct Inner {
     config: EngineConfig,
     hooks: std::sync::OnceLock<crate::hooks::HookRunner>,
     journal: std::sync::OnceLock<crate::journal::EventKinds>,
+    push_queue: std::sync::OnceLock<push::PushQueue>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -242,6 +247,7 @@ impl Engine {
                 config,
                 hooks: std::sync::OnceLock::new(),
                 journal: std::sync::OnceLock::new(),
+                push_queue: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -381,6 +387,12 @@ impl Engine {
                 .map(P::FriendRemoveResponse),
             P::Block(r) => self.block(caller, r).await?.map(P::BlockResponse),
             P::Unblock(r) => self.unblock(caller, r).await?.map(P::UnblockResponse),
+            P::PushTokenSet(r) => Outcome::reply(P::PushTokenSetResponse(
+                self.push_token_set(caller, r).await?,
+            )),
+            P::PushSettings(r) => Outcome::reply(P::PushSettingsResponse(
+                self.push_settings(caller, r).await?,
+            )),
             P::PrivacySet(r) => {
                 Outcome::reply(P::PrivacySetResponse(self.privacy_set(caller, r).await?))
             }
@@ -457,6 +469,12 @@ impl Engine {
     /// here: the server kicks it (`KickReason::DEVICE_REMOVED`). Should the
     /// device log in again it counts as new (it is owed what is unread).
     pub async fn remove_device(&self, user: &UserId, device: &DeviceId) -> Result<bool> {
+        // Its push token goes with it.
+        self.inner
+            .stores
+            .push
+            .remove_token(user, device, None)
+            .await?;
         self.inner.stores.devices.remove(user, device).await
     }
 
@@ -580,7 +598,7 @@ impl Engine {
         );
         if !offline.is_empty() {
             crate::telemetry::delivered("offline", offline.len());
-            self.inner.notifier.notify_offline(&offline, message).await;
+            self.queue_pushes(message, offline);
         }
         Ok(message_push(message, targets))
     }

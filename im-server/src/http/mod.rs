@@ -19,6 +19,7 @@ mod error;
 mod files;
 pub(crate) mod json;
 mod listener;
+mod push;
 mod user;
 
 use std::sync::Arc;
@@ -208,6 +209,17 @@ pub(crate) fn route_table(
             "/v1/me/devices/{device_id}",
             delete(devices::remove_my_device),
         ),
+        (
+            Method::PUT,
+            "/v1/me/devices/{device_id}/push-token",
+            put(push::set_token),
+        ),
+        (
+            Method::DELETE,
+            "/v1/me/devices/{device_id}/push-token",
+            delete(push::remove_token),
+        ),
+        (Method::PUT, "/v1/me/push-settings", put(push::set_settings)),
         (Method::GET, "/v1/contacts", get(u::contacts)),
         (
             Method::POST,

@@ -30,7 +30,15 @@ const IDLE_PER_HOST: usize = 16;
 
 type Sender = SendRequest<Full<Bytes>>;
 
-/// Posts signed JSON bodies.
+/// An HTTP answer.
+pub(crate) struct Answer {
+    /// Its status.
+    pub(crate) status: u16,
+    /// Its body, if it was kept.
+    pub(crate) body: Vec<u8>,
+}
+
+/// Posts JSON bodies (signed, for webhooks).
 #[derive(Clone)]
 pub(crate) struct Poster {
     inner: Arc<Inner>,
@@ -124,10 +132,10 @@ impl Poster {
         })
     }
 
-    /// Posts `body` to `url` signed with `secret`; on a 2xx status, the
-    /// answer's body if `keep_answer` (else it is discarded), otherwise
-    /// why not. The whole exchange has the client's timeout.
-    pub(crate) async fn post(
+    /// Posts a webhook: `body` signed with `secret` (and the event's id, if
+    /// any). The answer's body on a 2xx status (read only if
+    /// `keep_answer`), otherwise why not.
+    pub(crate) async fn post_signed(
         &self,
         url: &str,
         secret: &str,
@@ -135,13 +143,38 @@ impl Poster {
         body: Bytes,
         keep_answer: bool,
     ) -> Result<Vec<u8>, String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut headers = vec![(
+            sign::SIGNATURE_HEADER,
+            sign::sign(secret.as_bytes(), now, &body),
+        )];
+        if !event_id.is_empty() {
+            headers.push(("imkit-event-id", event_id.to_owned()));
+        }
+        let answer = self.post(url, &headers, body, keep_answer).await?;
+        if (200..300).contains(&answer.status) {
+            Ok(answer.body)
+        } else {
+            Err(format!("answered HTTP {}", answer.status))
+        }
+    }
+
+    /// Posts JSON `body` to `url` with `headers`; the answer (its body
+    /// kept only if `keep_answer`, and up to [`MAX_ANSWER_BYTES`]), or why
+    /// there was none. The whole exchange has the client's timeout.
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+        keep_answer: bool,
+    ) -> Result<Answer, String> {
         let target = Target::parse(url)?;
         let timeout = self.inner.timeout;
-        match tokio::time::timeout(
-            timeout,
-            self.exchange(&target, secret, event_id, body, keep_answer),
-        )
-        .await
+        match tokio::time::timeout(timeout, self.exchange(&target, headers, body, keep_answer))
+            .await
         {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {timeout:?}")),
@@ -151,15 +184,10 @@ impl Poster {
     async fn exchange(
         &self,
         target: &Target,
-        secret: &str,
-        event_id: &str,
+        headers: &[(&str, String)],
         body: Bytes,
         keep_answer: bool,
-    ) -> Result<Vec<u8>, String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let signature = sign::sign(secret.as_bytes(), now, &body);
+    ) -> Result<Answer, String> {
         let request = || {
             let mut r = Request::post(target.path.as_str())
                 .header(hyper::header::HOST, target.authority.as_str())
@@ -167,10 +195,9 @@ impl Poster {
                 .header(
                     hyper::header::USER_AGENT,
                     concat!("imkit/", env!("CARGO_PKG_VERSION")),
-                )
-                .header(sign::SIGNATURE_HEADER, signature.as_str());
-            if !event_id.is_empty() {
-                r = r.header("imkit-event-id", event_id);
+                );
+            for (name, value) in headers {
+                r = r.header(*name, value.as_str());
             }
             r.body(Full::new(body.clone()))
                 .map_err(|e| format!("request: {e}"))
@@ -193,7 +220,7 @@ impl Poster {
                 (sender, a)
             }
         };
-        let status = answer.status();
+        let status = answer.status().as_u16();
         let mut body = answer.into_body();
         let mut read = Vec::new();
         // Read the answer to its end (so the connection can be reused),
@@ -202,15 +229,14 @@ impl Poster {
             let frame = frame.map_err(|e| format!("reading the answer: {e}"))?;
             if let Some(chunk) = frame.data_ref() {
                 if read.len() + chunk.len() > MAX_ANSWER_BYTES {
-                    if keep_answer && status.is_success() {
+                    if keep_answer {
                         return Err(format!("the answer is over {MAX_ANSWER_BYTES} bytes"));
                     }
                     // Not worth reading on: drop the connection.
-                    return if status.is_success() {
-                        Ok(Vec::new())
-                    } else {
-                        Err(format!("answered HTTP {}", status.as_u16()))
-                    };
+                    return Ok(Answer {
+                        status,
+                        body: Vec::new(),
+                    });
                 }
                 if keep_answer {
                     read.extend_from_slice(chunk);
@@ -218,11 +244,7 @@ impl Poster {
             }
         }
         self.keep(key, sender);
-        if status.is_success() {
-            Ok(read)
-        } else {
-            Err(format!("answered HTTP {}", status.as_u16()))
-        }
+        Ok(Answer { status, body: read })
     }
 
     /// An idle connection to `key` that is still open.

@@ -253,7 +253,7 @@ impl Lane {
             loop {
                 let sent = Instant::now();
                 let posted = tokio::select! {
-                    r = self.poster.post(&endpoint.url, &endpoint.secret, &id, body.clone(), false) => r,
+                    r = self.poster.post_signed(&endpoint.url, &endpoint.secret, &id, body.clone(), false) => r,
                     () = self.shutdown.cancelled() => return Posted::Stopped,
                 };
                 crate::metrics::webhook_request(posted.is_ok(), sent.elapsed());

@@ -44,7 +44,7 @@ impl Moderation {
         let body = super::payload::before_send(send).to_string();
         let answer = self
             .poster
-            .post(
+            .post_signed(
                 &self.config.url,
                 &self.config.secret,
                 "",

@@ -218,6 +218,23 @@ pub(crate) struct RunArgs {
     /// through) or closed (refused, retryable) [default: open].
     #[arg(long)]
     pub(crate) before_send_failure: Option<FailArg>,
+    /// Send FCM devices' notifications to this URL (FCM's HTTP v1 send
+    /// URL, or a gateway's) [default: off].
+    #[arg(long)]
+    pub(crate) push_fcm_url: Option<String>,
+    /// Bearer key for --push-fcm-url.
+    #[arg(long, env = "IMKIT_PUSH_FCM_KEY", hide_env_values = true)]
+    pub(crate) push_fcm_key: Option<String>,
+    /// Send APNs devices' notifications to {URL}/3/device/{token} (an
+    /// HTTP/1.1 gateway to APNs) [default: off].
+    #[arg(long, requires = "push_apns_topic")]
+    pub(crate) push_apns_url: Option<String>,
+    /// The app's bundle id, sent as apns-topic.
+    #[arg(long)]
+    pub(crate) push_apns_topic: Option<String>,
+    /// Bearer key for --push-apns-url.
+    #[arg(long, env = "IMKIT_PUSH_APNS_KEY", hide_env_values = true)]
+    pub(crate) push_apns_key: Option<String>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -325,6 +342,11 @@ pub(crate) struct FileConfig {
     pub(crate) before_send_url: Option<String>,
     pub(crate) before_send_timeout_ms: Option<u64>,
     pub(crate) before_send_failure: Option<FailArg>,
+    pub(crate) push_fcm_url: Option<String>,
+    pub(crate) push_fcm_key: Option<String>,
+    pub(crate) push_apns_url: Option<String>,
+    pub(crate) push_apns_topic: Option<String>,
+    pub(crate) push_apns_key: Option<String>,
 }
 
 pub(crate) fn load_file(path: Option<&Path>) -> Result<FileConfig, ServerError> {

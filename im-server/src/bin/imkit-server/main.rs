@@ -196,6 +196,7 @@ async fn real_main(cli: Cli, file: FileConfig) -> Result<(), ServerError> {
         builder = with_metrics(builder, addr)?;
     }
     builder = webhooks::with_webhooks(builder, &args, &file)?;
+    builder = webhooks::with_push(builder, &args, &file)?;
     let server = builder.bind().await?;
     let handle = server.handle();
     tokio::spawn(reload_on_hangup(handle.clone()));

@@ -1,4 +1,5 @@
-//! The webhook flags: one event endpoint and one before-send URL.
+//! The integration flags: one webhook endpoint, one before-send URL, and
+//! the push gateways.
 
 use imkit_server::ServerError;
 
@@ -70,6 +71,58 @@ pub(crate) fn with_webhooks(
     {
         return Err(ServerError::Config(
             "this build has no webhooks feature; rebuild with --features webhooks".into(),
+        ));
+    }
+    Ok(builder)
+}
+
+/// Sends offline pushes through the gateways the flags or the file name.
+#[cfg(feature = "webhooks")]
+pub(crate) fn with_push(
+    builder: imkit_server::ServerBuilder,
+    args: &RunArgs,
+    file: &FileConfig,
+) -> Result<imkit_server::ServerBuilder, ServerError> {
+    use imkit_server::push::{HttpPushNotifier, PushGateways};
+
+    let fcm = args.push_fcm_url.clone().or(file.push_fcm_url.clone());
+    let apns = args.push_apns_url.clone().or(file.push_apns_url.clone());
+    if fcm.is_none() && apns.is_none() {
+        return Ok(builder);
+    }
+    let mut gateways = PushGateways::default();
+    if let Some(url) = fcm {
+        gateways = gateways.fcm(url, args.push_fcm_key.clone().or(file.push_fcm_key.clone()));
+    }
+    if let Some(url) = apns {
+        let topic = args
+            .push_apns_topic
+            .clone()
+            .or(file.push_apns_topic.clone())
+            .ok_or_else(|| ServerError::Config("--push-apns-url needs --push-apns-topic".into()))?;
+        gateways = gateways.apns(
+            url,
+            topic,
+            args.push_apns_key.clone().or(file.push_apns_key.clone()),
+        );
+    }
+    Ok(builder.push_notifier(std::sync::Arc::new(HttpPushNotifier::new(gateways)?)))
+}
+
+#[cfg(not(feature = "webhooks"))]
+pub(crate) fn with_push(
+    builder: imkit_server::ServerBuilder,
+    args: &RunArgs,
+    file: &FileConfig,
+) -> Result<imkit_server::ServerBuilder, ServerError> {
+    if args.push_fcm_url.is_some()
+        || file.push_fcm_url.is_some()
+        || args.push_apns_url.is_some()
+        || file.push_apns_url.is_some()
+    {
+        return Err(ServerError::Config(
+            "this build has no webhooks feature (push gateways); rebuild with --features webhooks"
+                .into(),
         ));
     }
     Ok(builder)
