@@ -69,14 +69,25 @@ pub struct PushReport {
 pub trait PushNotifier: Send + Sync + 'static {
     /// Sends `notices` (one per device) and reports invalid tokens.
     async fn notify(&self, notices: &[PushNotice]) -> PushReport;
+
+    /// Whether this notifier sends anything. When it does not, the engine
+    /// skips the push work altogether (token lookups, badges).
+    fn sends(&self) -> bool {
+        true
+    }
 }
 
-/// The default notifier: logs at debug level and sends nothing.
+/// The default notifier: sends nothing, so the engine does no push work
+/// (its `notify`, if called, logs at debug level).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LogPushNotifier;
 
 #[async_trait]
 impl PushNotifier for LogPushNotifier {
+    fn sends(&self) -> bool {
+        false
+    }
+
     async fn notify(&self, notices: &[PushNotice]) -> PushReport {
         for n in notices {
             tracing::debug!(user = %n.user, device = %n.device, conversation = %n.conversation,

@@ -108,7 +108,7 @@ async fn work(
 impl Engine {
     /// Hands a stored message's offline recipients to the push worker.
     pub(super) fn queue_pushes(&self, message: &Message, users: Vec<UserId>) {
-        if users.is_empty() || !is_user_content(&message.content) {
+        if users.is_empty() || !is_user_content(&message.content) || !self.inner.notifier.sends() {
             return;
         }
         let queue = self
