@@ -90,6 +90,16 @@ pub(crate) async fn upload(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 255)
         .unwrap_or("application/octet-stream");
+    if !type_allowed(&state.options.allowed_file_types, content_type) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            imkit_proto::ErrorCode::InvalidArgument,
+            format!(
+                "files of type {content_type:?} are not accepted; allowed: {}",
+                state.options.allowed_file_types.join(", ")
+            ),
+        ));
+    }
     let owner = match who {
         Principal::Admin => UserId::system(),
         Principal::User(u) => u,
@@ -138,6 +148,28 @@ const INLINE_TYPES: &[&str] = &[
 /// Whether a file of this media type is served inline: the safe images,
 /// PDF, audio and video. Anything else is an attachment, so a user's HTML
 /// never renders as a page of the API's origin.
+/// Whether `content_type` matches one of `allowed` (`type/subtype` or
+/// `type/*`; empty allows all), by its essence, case-insensitively.
+fn type_allowed(allowed: &[String], content_type: &str) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let family = essence.split('/').next().unwrap_or("");
+    allowed.iter().any(|a| {
+        let a = a.trim().to_ascii_lowercase();
+        match a.strip_suffix("/*") {
+            Some(f) => f == family,
+            None => a == essence,
+        }
+    })
+}
+
 fn served_inline(content_type: &str) -> bool {
     let essence = content_type
         .split(';')
@@ -290,7 +322,18 @@ fn byte_range(headers: &HeaderMap, size: u64) -> Option<Result<(u64, u64), ()>> 
 
 #[cfg(test)]
 mod tests {
-    use super::{byte_range, served_inline};
+    use super::{byte_range, served_inline, type_allowed};
+
+    #[test]
+    fn file_types_match_exactly_or_by_family() {
+        let allowed = vec!["image/*".to_owned(), "application/pdf".to_owned()];
+        assert!(type_allowed(&allowed, "image/png"));
+        assert!(type_allowed(&allowed, "IMAGE/JPEG; q=1"));
+        assert!(type_allowed(&allowed, "application/pdf"));
+        assert!(!type_allowed(&allowed, "application/pdfx"));
+        assert!(!type_allowed(&allowed, "text/html"));
+        assert!(type_allowed(&[], "text/html"), "no list allows all");
+    }
     use axum::http::{HeaderMap, HeaderValue, header};
 
     fn range(spec: &str, size: u64) -> Option<Result<(u64, u64), ()>> {

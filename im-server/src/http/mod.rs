@@ -51,6 +51,10 @@ pub struct HttpOptions {
     pub max_json_bytes: usize,
     /// Largest file upload (default 16 MiB).
     pub max_file_bytes: usize,
+    /// Content types uploads may have: exact (`application/pdf`) or a
+    /// family (`image/*`). Empty (the default) allows any; others are
+    /// answered 415.
+    pub allowed_file_types: Vec<String>,
     /// Validity of tokens the admin API issues when the request names none
     /// (default 24 h).
     pub default_token_ttl_secs: u64,
@@ -82,6 +86,7 @@ impl std::fmt::Debug for HttpOptions {
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .field("max_json_bytes", &self.max_json_bytes)
             .field("max_file_bytes", &self.max_file_bytes)
+            .field("allowed_file_types", &self.allowed_file_types)
             .field("default_token_ttl_secs", &self.default_token_ttl_secs)
             .field("max_token_ttl_secs", &self.max_token_ttl_secs)
             .field("max_connections", &self.max_connections)
@@ -100,6 +105,7 @@ impl Default for HttpOptions {
             admin_key: None,
             max_json_bytes: 64 * 1024,
             max_file_bytes: 16 * 1024 * 1024,
+            allowed_file_types: Vec::new(),
             default_token_ttl_secs: 86_400,
             max_token_ttl_secs: 30 * 86_400,
             max_connections: None,

@@ -168,9 +168,20 @@ pub(crate) struct RunArgs {
     /// The key admin HTTP routes require [default: none, admin routes off].
     #[arg(long, env = "IMKIT_ADMIN_KEY", hide_env_values = true)]
     pub(crate) admin_key: Option<String>,
-    /// Directory for uploaded files [default: ./imkit-files].
+    /// Directory for uploaded files; cluster nodes may share one
+    /// [default: ./imkit-files].
     #[arg(long)]
     pub(crate) files: Option<PathBuf>,
+    /// Keep uploaded files at this URL instead of --files: file:///path,
+    /// or s3://bucket/prefix, gs://... and az://... in builds with those
+    /// features (settings from AWS_*, GOOGLE_* and AZURE_* variables)
+    /// [default: off].
+    #[arg(long)]
+    pub(crate) files_url: Option<String>,
+    /// Content types uploads may have, comma-separated, e.g.
+    /// image/*,video/mp4,application/pdf; others get 415 [default: any].
+    #[arg(long)]
+    pub(crate) file_types: Option<String>,
     /// Largest file upload in bytes [default: 16777216].
     #[arg(long)]
     pub(crate) max_file_bytes: Option<usize>,
@@ -329,6 +340,8 @@ pub(crate) struct FileConfig {
     pub(crate) http: Option<String>,
     pub(crate) admin_key: Option<String>,
     pub(crate) files: Option<PathBuf>,
+    pub(crate) files_url: Option<String>,
+    pub(crate) file_types: Option<String>,
     pub(crate) max_file_bytes: Option<usize>,
     pub(crate) http_max_connections: Option<usize>,
     pub(crate) http_header_timeout_secs: Option<u64>,

@@ -18,15 +18,22 @@ pub(crate) fn with_http(
     file: &FileConfig,
 ) -> Result<imkit_server::ServerBuilder, ServerError> {
     use imkit_server::http::HttpOptions;
-    let dir = args
-        .files
-        .clone()
-        .or(file.files.clone())
-        .unwrap_or_else(|| PathBuf::from("imkit-files"));
-    let blobs = imkit_core::blob::DirBlobStore::open(&dir)?;
+    let (blobs, where_) = blob_store(args, file)?;
     let defaults = HttpOptions::default();
     let options = HttpOptions {
         admin_key: args.admin_key.clone().or(file.admin_key.clone()),
+        allowed_file_types: args
+            .file_types
+            .as_ref()
+            .or(file.file_types.as_ref())
+            .map(|l| {
+                l.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
         max_file_bytes: args
             .max_file_bytes
             .or(file.max_file_bytes)
@@ -45,10 +52,42 @@ pub(crate) fn with_http(
     if options.admin_key.is_none() {
         tracing::warn!("no admin key: the HTTP admin routes answer 403");
     }
-    tracing::info!(files = %dir.display(), "http api enabled");
-    Ok(builder
-        .blob_store(std::sync::Arc::new(blobs))
-        .http(addr, options))
+    tracing::info!(files = %where_, "http api enabled");
+    Ok(builder.blob_store(blobs).http(addr, options))
+}
+
+/// Where uploaded files go: `--files-url`, else the `--files` folder.
+#[cfg(feature = "http")]
+fn blob_store(
+    args: &RunArgs,
+    file: &FileConfig,
+) -> Result<(std::sync::Arc<dyn imkit_core::blob::BlobStore>, String), ServerError> {
+    let url = args.files_url.clone().or(file.files_url.clone());
+    let dir = args
+        .files
+        .clone()
+        .or(file.files.clone())
+        .unwrap_or_else(|| PathBuf::from("imkit-files"));
+    #[cfg(feature = "object-store")]
+    {
+        use imkit_core::blob::ObjectBlobStore;
+        let store = match &url {
+            Some(url) => ObjectBlobStore::from_url(url, ObjectBlobStore::env_options())?,
+            None => ObjectBlobStore::local(&dir)?,
+        };
+        let shown = url.unwrap_or_else(|| dir.display().to_string());
+        Ok((std::sync::Arc::new(store), shown))
+    }
+    #[cfg(not(feature = "object-store"))]
+    {
+        if url.is_some() {
+            return Err(ServerError::Config(
+                "--files-url needs the object-store feature".into(),
+            ));
+        }
+        let store = imkit_core::blob::DirBlobStore::open(&dir)?;
+        Ok((std::sync::Arc::new(store), dir.display().to_string()))
+    }
 }
 
 #[cfg(not(feature = "http"))]
