@@ -448,3 +448,93 @@ async fn the_before_send_webhook_moderates() {
     assert_eq!(sent.seq, 1, "the refused send stored nothing");
     server.stop().await;
 }
+
+/// Two nodes on one PostgreSQL record: both journal, one posts (each
+/// event arrives once), and when that node stops the other takes over.
+#[cfg(all(feature = "redis", feature = "postgres"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_a_cluster_one_node_posts_and_another_takes_over() {
+    use imkit::engine::journal::{EventKind, EventKinds};
+    use imkit::engine::store::postgres::PostgresOptions;
+    use imkit::engine::testing::postgres_server::TestPostgres;
+    use imkit::engine::testing::redis_server::TestRedis;
+
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let Some(pg) = TestPostgres::start().await else {
+        return;
+    };
+    let ns = redis.namespace();
+    let receiver_addr = free_addr();
+    let receiver = Receiver::start(receiver_addr, true).await;
+    let node = |name: &'static str| {
+        let record = StoreConfig::Postgres {
+            url: pg.url.clone(),
+            options: PostgresOptions::default().in_schema(&pg.schema),
+        };
+        let mut webhooks = WebhookOptions::default().endpoint(
+            Endpoint::new(format!("http://{receiver_addr}/events"), HOOK_SECRET)
+                .events(EventKinds::default().with(EventKind::Message)),
+        );
+        webhooks.lease_ttl = Duration::from_millis(900);
+        let (url, ns) = (redis.url.clone(), ns.clone());
+        TestServer::custom(move |b| {
+            b.store(record)
+                .redis_cluster(url, ns, common::test_cluster_options())
+                .node(name)
+                .webhooks(webhooks)
+        })
+    };
+    let a = node("a").await;
+    let b = node("b").await;
+    let (alice, _ae) = login(&a.tcp.to_string(), "alice", "phone").await;
+    let (bob, _be) = login(&b.tcp.to_string(), "bob", "phone").await;
+    for i in 0..10 {
+        alice
+            .send_text(Peer::user("bob"), &format!("a{i}"))
+            .await
+            .expect("send");
+        bob.send_text(Peer::user("alice"), &format!("b{i}"))
+            .await
+            .expect("send");
+    }
+    receiver
+        .wait_until("20 events", |s| s.events.len() >= 20)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    {
+        let seen = receiver.shared.seen.lock();
+        let ids: HashSet<&str> = seen
+            .events
+            .iter()
+            .filter_map(|e| e["id"].as_str())
+            .collect();
+        assert_eq!(ids.len(), 20);
+        assert_eq!(seen.events.len(), 20, "one node posts: no event twice");
+        let seqs: Vec<u64> = seen
+            .events
+            .iter()
+            .map(|e| e["data"]["seq"].as_u64().unwrap_or(0))
+            .collect();
+        assert_eq!(seqs, (1..=20).collect::<Vec<_>>(), "in order");
+    }
+    // Whichever node held the lease, stopping `a` leaves `b` to post.
+    a.stop().await;
+    for i in 0..5 {
+        bob.send_text(Peer::user("alice"), &format!("late{i}"))
+            .await
+            .expect("send");
+    }
+    receiver
+        .wait_until("25 events", |s| {
+            s.events
+                .iter()
+                .filter_map(|e| e["id"].as_str())
+                .collect::<HashSet<_>>()
+                .len()
+                == 25
+        })
+        .await;
+    b.stop().await;
+}

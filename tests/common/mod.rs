@@ -350,7 +350,7 @@ impl RawConn {
 /// Cluster options for tests: a short liveness, and the test Redis (which
 /// keeps nothing on disk) accepted as the record.
 #[cfg(feature = "redis")]
-fn test_cluster_options() -> imkit::server::cluster::ClusterOptions {
+pub fn test_cluster_options() -> imkit::server::cluster::ClusterOptions {
     let mut options = imkit::server::cluster::ClusterOptions::default();
     options.liveness_ttl = Duration::from_secs(2);
     options.accept_redis_data_loss = true;
