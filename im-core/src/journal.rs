@@ -9,6 +9,8 @@
 //! when the record is handed on (a message recalled in between is read as
 //! recalled, its content gone, as everywhere else).
 
+use std::collections::HashMap;
+
 use imkit_proto::pb;
 use serde_json::{Value, json};
 
@@ -216,19 +218,99 @@ pub struct Resolved {
     pub at_ms: u64,
 }
 
+fn parse(record: &JournalRecord) -> Result<Value> {
+    serde_json::from_slice(&record.payload)
+        .map_err(|e| Error::store("journal", format!("record {}: {e}", record.id)))
+}
+
+fn is_appended(v: &Value) -> bool {
+    v.get("t").and_then(Value::as_str) == Some("appended")
+}
+
 /// A record read back as the event it reports. `None` if what it reports
 /// is gone (a message store that forgot the message; never on durable
 /// backends).
 pub async fn resolve(stores: &Stores, record: &JournalRecord) -> Result<Option<Resolved>> {
-    let v: Value = serde_json::from_slice(&record.payload)
-        .map_err(|e| Error::store("journal", format!("record {}: {e}", record.id)))?;
-    let mut at_ms = v.get("ms").and_then(Value::as_u64).unwrap_or(0);
-    let event = match field(&v, "t")? {
-        "appended" => {
-            let conv = ConversationId::new(record.key.as_str());
-            let Some(m) = stores.conversations.get(&conv, record.seq).await? else {
-                return Ok(None);
+    let v = parse(record)?;
+    let message = if is_appended(&v) {
+        let conv = ConversationId::new(record.key.as_str());
+        match stores.conversations.get(&conv, record.seq).await? {
+            Some(m) => Some(m),
+            None => return Ok(None),
+        }
+    } else {
+        None
+    };
+    build(record, &v, message).map(Some)
+}
+
+/// [`resolve`] for many records at once: the messages they report are
+/// read with one range read per conversation, all at once, so a batch
+/// costs one store round trip (and, on SQLite, one wait for durability)
+/// rather than one per record. A record whose message is gone, or whose
+/// conversation could not be read, is `None` (resolve it alone to retry).
+pub async fn resolve_all(stores: &Stores, records: &[JournalRecord]) -> Vec<Option<Resolved>> {
+    let parsed: Vec<Option<Value>> = records.iter().map(|r| parse(r).ok()).collect();
+    // Per conversation: the seqs its appended records name.
+    let mut spans: HashMap<&str, (u64, u64, usize)> = HashMap::new();
+    for (r, v) in records.iter().zip(&parsed) {
+        if v.as_ref().is_some_and(is_appended) && r.seq > 0 {
+            let e = spans.entry(r.key.as_str()).or_insert((r.seq, r.seq, 0));
+            e.0 = e.0.min(r.seq);
+            e.1 = e.1.max(r.seq);
+            e.2 += 1;
+        }
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    for (key, (lo, hi, n)) in spans {
+        let span = hi - lo + 1;
+        // A sparse span (few records far apart) is not worth a range.
+        if span > (n as u64).saturating_mul(4).max(64) {
+            continue;
+        }
+        let (store, conv) = (stores.conversations.clone(), ConversationId::new(key));
+        reads.spawn(async move {
+            let limit = usize::try_from(span).unwrap_or(usize::MAX);
+            store
+                .range(&conv, lo - 1, crate::store::Direction::Forward, limit)
+                .await
+        });
+    }
+    let mut messages: HashMap<(ConversationId, u64), crate::model::Message> = HashMap::new();
+    while let Some(read) = reads.join_next().await {
+        if let Ok(Ok(found)) = read {
+            for m in found {
+                messages.insert((m.conversation.clone(), m.seq), m);
+            }
+        }
+    }
+    records
+        .iter()
+        .zip(parsed)
+        .map(|(r, v)| {
+            let v = v?;
+            let message = if is_appended(&v) {
+                Some(messages.remove(&(ConversationId::new(r.key.as_str()), r.seq))?)
+            } else {
+                None
             };
+            build(r, &v, message).ok()
+        })
+        .collect()
+}
+
+/// The event of a parsed record, given the message it reports if any.
+fn build(
+    record: &JournalRecord,
+    v: &Value,
+    message: Option<crate::model::Message>,
+) -> Result<Resolved> {
+    let mut at_ms = v.get("ms").and_then(Value::as_u64).unwrap_or(0);
+    let event = match field(v, "t")? {
+        "appended" => {
+            let m = message.ok_or_else(|| {
+                Error::store("journal", format!("record {} lacks its message", record.id))
+            })?;
             at_ms = m.timestamp_ms;
             match &m.content.body {
                 Some(pb::content::Body::Recall(r)) => Event::Recall {
@@ -246,25 +328,25 @@ pub async fn resolve(stores: &Stores, record: &JournalRecord) -> Result<Option<R
             }
         }
         "receipt" => Event::Receipt {
-            user: UserId::new(field(&v, "user")?),
+            user: UserId::new(field(v, "user")?),
             conversation: ConversationId::new(record.key.as_str()),
-            kind: pb::ReceiptKind::try_from(number(&v, "kind")?)
+            kind: pb::ReceiptKind::try_from(number(v, "kind")?)
                 .unwrap_or(pb::ReceiptKind::Unspecified),
             seq: record.seq,
         },
         "contact" => Event::Contact {
-            user: UserId::new(field(&v, "user")?),
-            from: UserId::new(field(&v, "from")?),
-            kind: pb::ContactEventKind::try_from(number(&v, "kind")?)
+            user: UserId::new(field(v, "user")?),
+            from: UserId::new(field(v, "from")?),
+            kind: pb::ContactEventKind::try_from(number(v, "kind")?)
                 .unwrap_or(pb::ContactEventKind::Unspecified),
         },
         "login" => Event::Login {
-            user: UserId::new(field(&v, "user")?),
-            device: DeviceId::new(field(&v, "device")?),
+            user: UserId::new(field(v, "user")?),
+            device: DeviceId::new(field(v, "device")?),
         },
         "logout" => Event::Logout {
-            user: UserId::new(field(&v, "user")?),
-            device: DeviceId::new(field(&v, "device")?),
+            user: UserId::new(field(v, "user")?),
+            device: DeviceId::new(field(v, "device")?),
         },
         other => {
             return Err(Error::store(
@@ -273,5 +355,5 @@ pub async fn resolve(stores: &Stores, record: &JournalRecord) -> Result<Option<R
             ));
         }
     };
-    Ok(Some(Resolved { event, at_ms }))
+    Ok(Resolved { event, at_ms })
 }

@@ -31,7 +31,12 @@ const TAKE_BATCH: usize = 256;
 /// Wait after a store error before trying again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
-type Slot = (JournalRecord, OwnedSemaphorePermit);
+/// A record, its event if the reader's batch resolved it, and its permit.
+type Slot = (
+    JournalRecord,
+    Option<journal::Resolved>,
+    OwnedSemaphorePermit,
+);
 
 /// Posts journal events to the configured endpoints.
 pub(crate) struct Dispatcher {
@@ -77,7 +82,7 @@ impl Dispatcher {
             })
             .collect();
         drop(done);
-        self.read(journal, lanes, permits, &shutdown).await;
+        self.read(&engine, journal, lanes, permits, &shutdown).await;
         // The lanes stop at the shutdown, then the taker drains.
         let _ = taker.await;
     }
@@ -85,6 +90,7 @@ impl Dispatcher {
     /// The reader: holds the lease and feeds the lanes.
     async fn read(
         &self,
+        engine: &Engine,
         journal: Arc<dyn JournalStore>,
         lanes: Vec<mpsc::Sender<Slot>>,
         permits: Arc<Semaphore>,
@@ -125,7 +131,9 @@ impl Dispatcher {
                 }
             };
             let got = records.len();
-            for record in records {
+            // One read for the batch's messages, not one per event.
+            let resolved = journal::resolve_all(engine.stores(), &records).await;
+            for (record, resolved) in records.into_iter().zip(resolved) {
                 after = record.id;
                 let permit = tokio::select! {
                     p = permits.clone().acquire_owned() => match p {
@@ -135,7 +143,7 @@ impl Dispatcher {
                     () = shutdown.cancelled() => return,
                 };
                 let lane = (hasher.hash_one(record.key.as_str()) as usize) % lanes.len();
-                if lanes[lane].send((record, permit)).await.is_err() {
+                if lanes[lane].send((record, resolved, permit)).await.is_err() {
                     return;
                 }
             }
@@ -178,8 +186,10 @@ impl Lane {
                 s = records.recv() => s,
                 () = self.shutdown.cancelled() => None,
             };
-            let Some((record, permit)) = slot else { return };
-            match self.post(&record).await {
+            let Some((record, resolved, permit)) = slot else {
+                return;
+            };
+            match self.post(&record, resolved).await {
                 Posted::Finished => {
                     if self.done.send((record.id, permit)).await.is_err() {
                         return;
@@ -206,11 +216,14 @@ impl Lane {
         }
     }
 
-    async fn post(&self, record: &JournalRecord) -> Posted {
+    async fn post(&self, record: &JournalRecord, prefetched: Option<journal::Resolved>) -> Posted {
         let started = Instant::now();
         let give_up = self.options.give_up_after;
         let mut attempt = 0;
         let resolved = loop {
+            if let Some(r) = prefetched {
+                break Some(r);
+            }
             match journal::resolve(self.engine.stores(), record).await {
                 Ok(r) => break r,
                 Err(e) if started.elapsed() >= give_up => {
