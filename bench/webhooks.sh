@@ -4,7 +4,7 @@
 # Reliable 1:1 on SQLite FULL with webhooks (message events) posting to a
 # local sink, against the same without webhooks.
 cd "$(dirname "$0")/.."
-W=$(mktemp -d); OUT=target/bench/wh.jsonl; : > $OUT
+W=$(mktemp -d); OUT=target/bench/wh.jsonl; mkdir -p target/bench; : > $OUT
 BENCH="taskset -c 1 target/release/imkit-bench"
 wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 taskset -c 1 python3 bench/webhook_sink.py 18900 > $W/sink.log 2>&1 & S=$!

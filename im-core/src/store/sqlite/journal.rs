@@ -69,16 +69,16 @@ impl JournalStore for SqliteJournal {
         if ids.is_empty() {
             return Ok(());
         }
-        let ids: Vec<i64> = ids.iter().map(|&i| i64_of(i)).collect();
+        // One statement for the batch: the ids as a JSON array.
+        let list = serde_json::to_string(ids).map_err(db_err)?;
         self.db
             .write(move |c| {
-                let mut stmt = c
-                    .prepare_cached("DELETE FROM journal WHERE id = ?1")
-                    .map_err(db_err)?;
-                for id in ids {
-                    stmt.execute(params![id]).map_err(db_err)?;
-                }
-                Ok(())
+                c.exec(
+                    "DELETE FROM journal WHERE id IN (SELECT value FROM json_each(?1))",
+                    params![list],
+                )
+                .map(drop)
+                .map_err(db_err)
             })
             .await
     }
