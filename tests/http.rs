@@ -188,6 +188,12 @@ async fn health_and_readiness() {
         api.call("GET", "/ready", None, None).await,
         (StatusCode::OK, json!({"status": "ready"}))
     );
+    // The server serves its own API document, the one in docs/.
+    let (s, doc) = api.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let expected: Value =
+        serde_json::from_str(include_str!("../docs/openapi.json")).expect("openapi.json parses");
+    assert_eq!(doc, expected);
 }
 
 #[tokio::test]

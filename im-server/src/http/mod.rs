@@ -148,6 +148,7 @@ pub(crate) fn route_table(
         (Method::GET, "/healthz", get(health)),
         (Method::GET, "/ready", get(ready)),
         (Method::GET, "/readyz", get(ready)),
+        (Method::GET, "/openapi.json", get(openapi)),
         // Admin: accounts and tokens.
         (Method::POST, "/v1/admin/users", post(a::create_user)),
         (Method::GET, "/v1/admin/users/{user_id}", get(a::get_user)),
@@ -290,6 +291,14 @@ pub(crate) fn router(state: AppState) -> Axum {
 
 async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// The OpenAPI document of this API (docs/openapi.json, built in).
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../../openapi.json"),
+    )
 }
 
 /// Ready when the stores answer and the server is not shutting down (so a
