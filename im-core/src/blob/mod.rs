@@ -64,6 +64,21 @@ pub struct BlobDraft {
     pub created_ms: u64,
 }
 
+impl BlobDraft {
+    /// The metadata of this upload, stored under `id` with its size and hash.
+    pub(crate) fn stored(self, id: String, size: u64, sha256: String) -> BlobMeta {
+        BlobMeta {
+            id,
+            size,
+            sha256,
+            content_type: self.content_type,
+            name: self.name,
+            owner: self.owner,
+            created_ms: self.created_ms,
+        }
+    }
+}
+
 /// Where [`BlobStore::put_stream`] reads an upload from, a chunk at a time
 /// (an HTTP request body, a file).
 #[async_trait]
@@ -292,15 +307,7 @@ impl BlobStore for DirBlobStore {
                 return Err(e);
             }
         };
-        let meta = BlobMeta {
-            id,
-            size,
-            sha256,
-            content_type: draft.content_type,
-            name: draft.name,
-            owner: draft.owner,
-            created_ms: draft.created_ms,
-        };
+        let meta = draft.stored(id, size, sha256);
         let (dir, m) = (self.dir.clone(), meta.clone());
         tokio::task::spawn_blocking(move || {
             std::fs::rename(&part, &path).map_err(|e| io_err("cannot rename", &part, e))?;

@@ -179,15 +179,7 @@ impl BlobStore for ObjectBlobStore {
     async fn put_stream(&self, draft: BlobDraft, source: &mut dyn ChunkSource) -> Result<BlobMeta> {
         let id = new_blob_id();
         let (size, sha256) = self.receive(&self.data_path(&id), source).await?;
-        let meta = BlobMeta {
-            id,
-            size,
-            sha256,
-            content_type: draft.content_type,
-            name: draft.name,
-            owner: draft.owner,
-            created_ms: draft.created_ms,
-        };
+        let meta = draft.stored(id, size, sha256);
         self.write_meta(&meta).await?;
         Ok(meta)
     }

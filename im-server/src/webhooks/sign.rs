@@ -9,6 +9,8 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::http::json::unhex;
+
 /// The header that carries the signature.
 pub const SIGNATURE_HEADER: &str = "imkit-signature";
 
@@ -81,16 +83,6 @@ pub fn verify(
     } else {
         Err(SignatureError::Mismatch)
     }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
