@@ -1,5 +1,6 @@
 //! File storage for file messages: the [`BlobStore`] trait, a local
-//! directory backend ([`DirBlobStore`], the server's default) and an
+//! directory backend ([`DirBlobStore`]; the server's default is the same
+//! layout through `ObjectBlobStore` when it has `object-store`) and an
 //! in-memory one.
 //!
 //! A blob is written once under an id the server chooses, with its size,
