@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included: starts (and on a fresh Debian
 # machine installs) the Redis and PostgreSQL the adapter tests run
-# against, then runs every crate's tests with every feature.
+# against, then runs every crate's tests with every feature, and the HTTP
+# API's contract test (scripts/contract.sh).
 #
 #   scripts/test.sh [extra cargo test arguments]
 #
@@ -54,3 +55,6 @@ if [ -z "${IMKIT_TEST_POSTGRES_URL:-}" ]; then
 fi
 
 cargo test --workspace --all-features "$@"
+
+# The HTTP API against its OpenAPI document (schemathesis).
+scripts/contract.sh

@@ -330,7 +330,7 @@ async fn accounts_tokens_revocation_and_disabling() {
             Some(json!({"token": "v1.junk"})),
         )
         .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(s, StatusCode::NOT_FOUND, "not a token of this server");
     let (s, p) = api
         .admin("GET", "/v1/admin/users/alice/presence", None)
         .await;

@@ -14,7 +14,7 @@ use crate::push::{Preview, PushNotice, PushOptions, preview_text};
 use crate::store::PushToken;
 use crate::{Error, Result};
 
-/// Longest provider or platform name, in bytes.
+/// Longest provider or platform name (A-Z a-z 0-9 _ - .).
 const MAX_NAME_BYTES: usize = 32;
 
 /// Offline recipients of one message.
@@ -187,17 +187,19 @@ impl Engine {
             return Ok(pb::PushTokenSetResponse {});
         }
         let max = self.inner.config.push.max_token_bytes;
-        if req.token.len() > max {
+        if req.token.len() > max || !req.token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::InvalidArgument(format!(
-                "a push token is at most {max} bytes"
+                "a push token is at most {max} printable ASCII characters, without spaces"
             )));
         }
-        if req.provider.is_empty()
-            || req.provider.len() > MAX_NAME_BYTES
-            || req.platform.len() > MAX_NAME_BYTES
-        {
+        let name = |s: &str| {
+            s.len() <= MAX_NAME_BYTES
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        };
+        if req.provider.is_empty() || !name(&req.provider) || !name(&req.platform) {
             return Err(Error::InvalidArgument(format!(
-                "provider must be 1 to {MAX_NAME_BYTES} bytes, platform at most {MAX_NAME_BYTES}"
+                "provider must be 1 to {MAX_NAME_BYTES} of A-Z a-z 0-9 _ - ., platform at most {MAX_NAME_BYTES}"
             )));
         }
         push.set_token(

@@ -12,24 +12,25 @@ use imkit_core::store::Account;
 use imkit_proto::ErrorCode;
 use imkit_proto::pb::{self, KickReason};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::json::{self as j, ContentIn};
+use super::shapes::{self as s, DeviceIdText, GroupIdText, UserIdText};
 use super::{Admin, ApiError, AppState, HTTP_DEVICE, JsonBody, PathArgs, optional_json};
 
-type Answer = Result<Json<Value>, ApiError>;
-type Created = Result<(StatusCode, Json<Value>), ApiError>;
+type Answer<T> = Result<Json<T>, ApiError>;
+type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
 
-/// Longest display name, in bytes.
-const MAX_NAME_BYTES: usize = 128;
+/// Longest display name, in characters.
+const MAX_NAME_CHARS: usize = 128;
 
-fn account_json(a: &Account) -> Value {
-    json!({
-        "user_id": a.user.as_str(),
-        "name": a.name,
-        "disabled": a.disabled,
-        "created_ms": a.created_ms,
-    })
+fn account_json(a: &Account) -> s::Account {
+    s::Account {
+        user_id: a.user.to_string(),
+        name: a.name.clone(),
+        disabled: a.disabled,
+        created_ms: a.created_ms,
+    }
 }
 
 fn user_id(s: &str) -> Result<UserId, ApiError> {
@@ -67,24 +68,37 @@ fn as_http(user: UserId) -> Caller {
     Caller::new(user, DeviceId::from(HTTP_DEVICE))
 }
 
-#[derive(Deserialize)]
+/// A new account.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": "alice", "name": "Alice"}))]
 pub(crate) struct CreateUser {
+    #[schema(value_type = UserIdText)]
     user_id: String,
+    /// Display name.
     #[serde(default)]
+    #[schema(max_length = 128)]
     name: String,
 }
 
-/// `POST /v1/admin/users`
+/// Create a user account.
+#[utoipa::path(post, path = "/v1/admin/users", tag = "admin",
+    security(("adminKey" = [])),
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Created", body = s::Account),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+        (status = 409, description = "The user already has an account", body = s::ErrorBody),
+    ))]
 pub(crate) async fn create_user(
     _: Admin,
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateUser>,
-) -> Created {
+) -> Created<s::Account> {
     let user = user_id(&req.user_id)?;
-    if req.name.len() > MAX_NAME_BYTES {
+    if req.name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::bad_request(format!(
-            "name is longer than {MAX_NAME_BYTES} bytes"
+            "name is longer than {MAX_NAME_CHARS} characters"
         )));
     }
     let account = Account {
@@ -104,18 +118,25 @@ pub(crate) async fn create_user(
     Ok((StatusCode::CREATED, Json(account_json(&account))))
 }
 
-/// `GET /v1/admin/users/{user_id}`
+/// A user's account.
+#[utoipa::path(get, path = "/v1/admin/users/{user_id}", tag = "admin",
+    security(("adminKey" = [])),
+    params(("user_id" = UserIdText, Path)),
+    responses(
+        (status = 200, description = "The account", body = s::Account),
+        (status = 404, description = "No such account", body = s::ErrorBody),
+    ))]
 pub(crate) async fn get_user(
     _: Admin,
     State(state): State<AppState>,
     PathArgs(user): PathArgs<String>,
-) -> Answer {
+) -> Answer<s::Account> {
     let user = user_id(&user)?;
     let a = account(&state, &user).await?;
     Ok(Json(account_json(&a)))
 }
 
-async fn set_disabled(state: &AppState, user: &str, disabled: bool) -> Answer {
+async fn set_disabled(state: &AppState, user: &str, disabled: bool) -> Answer<s::AccountChanged> {
     let user = user_id(user)?;
     let a = state
         .server
@@ -133,43 +154,73 @@ async fn set_disabled(state: &AppState, user: &str, disabled: bool) -> Answer {
     } else {
         0
     };
-    let mut v = account_json(&a);
-    v["sessions_closed"] = json!(closed);
-    Ok(Json(v))
+    Ok(Json(s::AccountChanged {
+        account: account_json(&a),
+        sessions_closed: closed as u64,
+    }))
 }
 
-/// `POST /v1/admin/users/{user_id}/disable`: also closes the user's sessions.
+/// Disable a user: they cannot log in, and their sessions are closed.
+#[utoipa::path(post, path = "/v1/admin/users/{user_id}/disable", tag = "admin",
+    security(("adminKey" = [])),
+    params(("user_id" = UserIdText, Path)),
+    responses(
+        (status = 200, description = "Disabled", body = s::AccountChanged),
+        (status = 404, description = "No such account", body = s::ErrorBody),
+    ))]
 pub(crate) async fn disable_user(
     _: Admin,
     State(state): State<AppState>,
     PathArgs(user): PathArgs<String>,
-) -> Answer {
+) -> Answer<s::AccountChanged> {
     set_disabled(&state, &user, true).await
 }
 
-/// `POST /v1/admin/users/{user_id}/enable`
+/// Enable a disabled user again.
+#[utoipa::path(post, path = "/v1/admin/users/{user_id}/enable", tag = "admin",
+    security(("adminKey" = [])),
+    params(("user_id" = UserIdText, Path)),
+    responses(
+        (status = 200, description = "Enabled", body = s::AccountChanged),
+        (status = 404, description = "No such account", body = s::ErrorBody),
+    ))]
 pub(crate) async fn enable_user(
     _: Admin,
     State(state): State<AppState>,
     PathArgs(user): PathArgs<String>,
-) -> Answer {
+) -> Answer<s::AccountChanged> {
     set_disabled(&state, &user, false).await
 }
 
-#[derive(Deserialize, Default)]
+/// How long a new token is valid.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"ttl_secs": 3600}))]
 pub(crate) struct IssueToken {
-    #[serde(default)]
+    /// Seconds, 1 up to the server's longest (30 days by default);
+    /// absent or `null`: the server's default (24 h).
+    #[serde(default, deserialize_with = "s::int64")]
+    #[schema(minimum = 1, maximum = 2592000)]
     ttl_secs: Option<u64>,
 }
 
-/// `POST /v1/admin/users/{user_id}/tokens`: a login token for an account.
+/// Issue a login token for an account. The body is optional.
+#[utoipa::path(post, path = "/v1/admin/users/{user_id}/tokens", tag = "admin",
+    security(("adminKey" = [])),
+    params(("user_id" = UserIdText, Path)),
+    request_body(content = Option<IssueToken>),
+    responses(
+        (status = 201, description = "Issued", body = s::IssuedToken),
+        (status = 400, description = "Bad request (a lifetime over the longest)", body = s::ErrorBody),
+        (status = 404, description = "No such account", body = s::ErrorBody),
+        (status = 501, description = "This server does not hold the signing key", body = s::ErrorBody),
+    ))]
 pub(crate) async fn issue_token(
     _: Admin,
     State(state): State<AppState>,
     PathArgs(user): PathArgs<String>,
     body: Bytes,
-) -> Created {
+) -> Created<s::IssuedToken> {
     let req: IssueToken = optional_json(&body)?;
     let user = user_id(&user)?;
     let minter = state
@@ -200,18 +251,20 @@ pub(crate) async fn issue_token(
     let identity = minter.verify(&token)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "user_id": user.as_str(),
-            "token": token,
-            "token_id": identity.token_id(&token),
-            "jti": identity.jti,
-            "expires_at": expires_at,
-        })),
+        Json(s::IssuedToken {
+            user_id: user.to_string(),
+            token_id: identity.token_id(&token),
+            token,
+            jti: identity.jti,
+            expires_at,
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+/// The token to revoke: the token itself, or its `jti` and user.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"jti": "0190f1c2a3b47c8d", "user_id": "alice"}))]
 pub(crate) struct RevokeToken {
     /// The token itself; or
     #[serde(default)]
@@ -220,22 +273,35 @@ pub(crate) struct RevokeToken {
     /// revocation is kept until then; by default for the longest lifetime
     /// a token may have).
     #[serde(default)]
+    #[schema(min_length = 1)]
     jti: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<UserIdText>)]
     user_id: Option<String>,
-    #[serde(default)]
+    /// Unix seconds.
+    #[serde(default, deserialize_with = "s::int64")]
+    #[schema(maximum = 9223372036854775807_i64)]
     expires_at: Option<u64>,
 }
 
-/// `POST /v1/admin/tokens/revoke`: the token cannot log in again, and its
-/// live sessions (on every node) are closed. Names the token itself, or
-/// its `jti` and user, so a backend that minted it can revoke it without
-/// having kept it.
+/// Revoke a token: it cannot log in again, and its live sessions (on every
+/// node) are closed. Names the token itself, or its `jti` and user, so a
+/// backend that minted it can revoke it without having kept it.
+#[utoipa::path(post, path = "/v1/admin/tokens/revoke", tag = "admin",
+    security(("adminKey" = [])),
+    request_body = RevokeToken,
+    responses(
+        (status = 200, description = "Revoked", body = s::Revoked),
+        (status = 400, description = "Neither or both ways of naming the token", body = s::ErrorBody),
+        (status = 404, description = "Not a token of this server", body = s::ErrorBody),
+        (status = 409, description = "The token has already expired", body = s::ErrorBody),
+        (status = 501, description = "A custom authenticator: revoke by jti and user_id", body = s::ErrorBody),
+    ))]
 pub(crate) async fn revoke_token(
     _: Admin,
     State(state): State<AppState>,
     JsonBody(req): JsonBody<RevokeToken>,
-) -> Answer {
+) -> Answer<s::Revoked> {
     let (user, id, expires_at) = match (&req.token, &req.jti, &req.user_id) {
         (Some(token), None, None) => {
             let minter = state.minter.as_ref().ok_or_else(|| {
@@ -247,10 +313,12 @@ pub(crate) async fn revoke_token(
                 )
             })?;
             let identity = minter.verify(token).map_err(|e| match e {
-                imkit_core::Error::TokenExpired { .. } => {
-                    ApiError::bad_request("the token has already expired; it cannot log in")
-                }
-                e => ApiError::bad_request(format!("not a token of this server: {e}")),
+                imkit_core::Error::TokenExpired { .. } => ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    "the token has already expired; it cannot log in",
+                ),
+                e => ApiError::not_found(format!("not a token of this server: {e}")),
             })?;
             let id = identity.token_id(token);
             (identity.user, id, identity.expires_at.unwrap_or_default())
@@ -269,29 +337,41 @@ pub(crate) async fn revoke_token(
     let stores = state.server.engine().stores();
     stores.accounts.revoke_token(&id, expires_at).await?;
     let closed = state.server.revoke_sessions(&user, &id).await?;
-    Ok(Json(json!({
-        "user_id": user.as_str(),
-        "token_id": id,
-        "revoked": true,
-        "sessions_closed": closed,
-    })))
+    Ok(Json(s::Revoked {
+        user_id: user.to_string(),
+        token_id: id,
+        revoked: true,
+        sessions_closed: closed as u64,
+    }))
 }
 
-#[derive(Deserialize, Default)]
+/// Which sessions to close.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"device_id": "phone-1"}))]
 pub(crate) struct ForceLogout {
+    /// One device; absent or `null`: all of them.
     #[serde(default)]
+    #[schema(value_type = Option<DeviceIdText>)]
     device_id: Option<String>,
 }
 
-/// `POST /v1/admin/users/{user_id}/logout`: closes the user's sessions (or
-/// one device's) with reason "admin"; the SDK does not reconnect.
+/// Close a user's sessions (or one device's) with reason "admin"; the SDK
+/// does not reconnect. The body is optional.
+#[utoipa::path(post, path = "/v1/admin/users/{user_id}/logout", tag = "admin",
+    security(("adminKey" = [])),
+    params(("user_id" = UserIdText, Path)),
+    request_body(content = Option<ForceLogout>),
+    responses(
+        (status = 200, description = "Sessions closed", body = s::LoggedOut),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn force_logout(
     _: Admin,
     State(state): State<AppState>,
     PathArgs(user): PathArgs<String>,
     body: Bytes,
-) -> Answer {
+) -> Answer<s::LoggedOut> {
     let req: ForceLogout = optional_json(&body)?;
     let user = user_id(&user)?;
     let device = req.device_id.as_deref().map(DeviceId::parse).transpose()?;
@@ -299,17 +379,22 @@ pub(crate) async fn force_logout(
         .server
         .kick_user(&user, device.as_ref(), KickReason::Admin)
         .await?;
-    Ok(Json(
-        json!({ "user_id": user.as_str(), "sessions_closed": closed }),
-    ))
+    Ok(Json(s::LoggedOut {
+        user_id: user.to_string(),
+        sessions_closed: closed as u64,
+    }))
 }
 
-/// `GET /v1/admin/users/{user_id}/presence`
+/// Where a user is connected.
+#[utoipa::path(get, path = "/v1/admin/users/{user_id}/presence", tag = "admin",
+    security(("adminKey" = [])),
+    params(("user_id" = UserIdText, Path)),
+    responses((status = 200, description = "Their connected devices", body = s::Presence)))]
 pub(crate) async fn presence(
     _: Admin,
     State(state): State<AppState>,
     PathArgs(user): PathArgs<String>,
-) -> Answer {
+) -> Answer<s::Presence> {
     let user = user_id(&user)?;
     let devices = state
         .server
@@ -318,34 +403,51 @@ pub(crate) async fn presence(
         .presence
         .locate(&user)
         .await?;
-    let list: Vec<Value> = devices
+    let devices: Vec<s::PresenceDevice> = devices
         .iter()
-        .map(|d| json!({ "device_id": d.device.as_str(), "node": d.node.as_str() }))
+        .map(|d| s::PresenceDevice {
+            device_id: d.device.to_string(),
+            node: d.node.to_string(),
+        })
         .collect();
-    Ok(Json(json!({
-        "user_id": user.as_str(),
-        "online": !list.is_empty(),
-        "devices": list,
-    })))
+    Ok(Json(s::Presence {
+        user_id: user.to_string(),
+        online: !devices.is_empty(),
+        devices,
+    }))
 }
 
-#[derive(Deserialize)]
+/// A new group, owned by `owner_id`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = AdminCreateGroup, example = json!({"owner_id": "alice", "name": "Climbing", "member_ids": ["bob", "carol"]}))]
 pub(crate) struct CreateGroup {
+    #[schema(value_type = UserIdText)]
     owner_id: String,
+    #[schema(max_length = 128)]
     name: String,
+    /// An image's URL or file id.
     #[serde(default)]
     avatar: String,
+    /// Members besides the owner.
     #[serde(default)]
+    #[schema(value_type = Vec<UserIdText>)]
     member_ids: Vec<String>,
 }
 
-/// `POST /v1/admin/groups`: a group owned by `owner_id`.
+/// Create a group on behalf of its owner.
+#[utoipa::path(post, path = "/v1/admin/groups", tag = "admin", operation_id = "admin_create_group",
+    security(("adminKey" = [])),
+    request_body = CreateGroup,
+    responses(
+        (status = 201, description = "Created", body = j::Group),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn create_group(
     _: Admin,
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateGroup>,
-) -> Created {
+) -> Created<j::Group> {
     let owner = acting_user(&state, &req.owner_id).await?;
     let server = &state.server;
     let out = server
@@ -358,8 +460,7 @@ pub(crate) async fn create_group(
             },
         ))
         .await?;
-    let group = out.group.as_ref().map(j::group).unwrap_or(Value::Null);
-    Ok((StatusCode::CREATED, Json(group)))
+    Ok((StatusCode::CREATED, Json(j::created_group(&out)?)))
 }
 
 /// The owner of a group, to act as in member changes.
@@ -373,19 +474,31 @@ async fn owner_of(state: &AppState, group: &str) -> Result<Caller, ApiError> {
     Ok(as_http(owner.user))
 }
 
-#[derive(Deserialize)]
+/// Users to add.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_ids": ["dave"]}))]
 pub(crate) struct AddMembers {
+    #[schema(value_type = Vec<UserIdText>)]
     user_ids: Vec<String>,
 }
 
-/// `POST /v1/admin/groups/{group_id}/members`
+/// Add members to a group (as its owner).
+#[utoipa::path(post, path = "/v1/admin/groups/{group_id}/members", tag = "admin",
+    security(("adminKey" = [])),
+    params(("group_id" = GroupIdText, Path)),
+    request_body = AddMembers,
+    responses(
+        (status = 200, description = "Added", body = s::Added),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+        (status = 404, description = "No such group", body = s::ErrorBody),
+    ))]
 pub(crate) async fn add_members(
     _: Admin,
     State(state): State<AppState>,
     PathArgs(group): PathArgs<String>,
     JsonBody(req): JsonBody<AddMembers>,
-) -> Answer {
+) -> Answer<s::Added> {
     let owner = owner_of(&state, &group).await?;
     let server = &state.server;
     let out = server
@@ -397,15 +510,22 @@ pub(crate) async fn add_members(
             },
         ))
         .await?;
-    Ok(Json(json!({ "added": out.added })))
+    Ok(Json(s::Added { added: out.added }))
 }
 
-/// `DELETE /v1/admin/groups/{group_id}/members/{user_id}`
+/// Remove a member from a group (as its owner).
+#[utoipa::path(delete, path = "/v1/admin/groups/{group_id}/members/{user_id}", tag = "admin",
+    security(("adminKey" = [])),
+    params(("group_id" = GroupIdText, Path), ("user_id" = UserIdText, Path)),
+    responses(
+        (status = 200, description = "Removed (empty if they were not a member)", body = s::Removed),
+        (status = 404, description = "No such group", body = s::ErrorBody),
+    ))]
 pub(crate) async fn remove_member(
     _: Admin,
     State(state): State<AppState>,
     PathArgs((group, user)): PathArgs<(String, String)>,
-) -> Answer {
+) -> Answer<s::Removed> {
     let owner = owner_of(&state, &group).await?;
     let server = &state.server;
     let out = server
@@ -417,34 +537,57 @@ pub(crate) async fn remove_member(
             },
         ))
         .await?;
-    Ok(Json(json!({ "removed": out.removed })))
+    Ok(Json(s::Removed {
+        removed: out.removed,
+    }))
 }
 
-#[derive(Deserialize)]
+/// A message to send: to one user or one group.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"from": "alice", "to_user": "bob", "client_msg_id": "order-1842-shipped", "content": {"type": "text", "text": "Your order has shipped"}}))]
 pub(crate) struct SendMessage {
-    /// Absent: the system user.
+    /// The sender; absent or `null`: the system user.
     #[serde(default)]
+    #[schema(value_type = Option<UserIdText>)]
     from: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<UserIdText>)]
     to_user: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<GroupIdText>)]
     to_group: Option<String>,
     /// Absent: a fresh id (so a retried request is stored twice; pass one
     /// to make retries safe).
     #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9_.@-]{1,64}$")]
     client_msg_id: Option<String>,
     content: ContentIn,
 }
 
-/// `POST /v1/admin/messages`: as the system or on behalf of a user, to a
-/// user or a group; stored, numbered and delivered like any message.
+/// Send a message as the system or on behalf of a user, to a user or a
+/// group; stored, numbered and delivered like any message.
+#[utoipa::path(post, path = "/v1/admin/messages", tag = "admin",
+    security(("adminKey" = [])),
+    request_body = SendMessage,
+    responses(
+        (status = 200, description = "Stored (or a resend of a stored one)", body = j::Sent),
+        (status = 400, description = "Bad request (neither or both of to_user and to_group)", body = s::ErrorBody),
+        (status = 403, description = "Blocked, not a member, or to themselves", body = s::ErrorBody),
+        (status = 404, description = "No such group or file", body = s::ErrorBody),
+        (status = 409, description = "The client_msg_id was used for another conversation", body = s::ErrorBody),
+    ))]
 pub(crate) async fn send_message(
     _: Admin,
     State(state): State<AppState>,
     JsonBody(req): JsonBody<SendMessage>,
-) -> Answer {
+) -> Answer<j::Sent> {
     use pb::send_request::To;
+    if req.from.is_some() && req.from == req.to_user {
+        return Err(ApiError::forbidden(
+            "a user cannot message themselves (their other devices sync instead)",
+        ));
+    }
     let to = match (req.to_user, req.to_group) {
         (Some(u), None) => To::UserId(u),
         (None, Some(g)) => To::GroupId(g),
@@ -454,11 +597,18 @@ pub(crate) async fn send_message(
             ));
         }
     };
+    let client_msg_id = match req.client_msg_id {
+        // The id rule of the other ids, so the document can state it.
+        Some(id) => DeviceId::parse(&id)
+            .map_err(|_| {
+                ApiError::bad_request("client_msg_id must be 1 to 64 of A-Z a-z 0-9 _ - . @")
+            })?
+            .to_string(),
+        None => format!("http-{}", uuid::Uuid::new_v4().simple()),
+    };
     let content = req.content.into_pb(state.blobs.as_ref()).await?;
     let send = pb::SendRequest {
-        client_msg_id: req
-            .client_msg_id
-            .unwrap_or_else(|| format!("http-{}", uuid::Uuid::new_v4().simple())),
+        client_msg_id,
         to: Some(to),
         content: Some(content),
     };
@@ -471,17 +621,23 @@ pub(crate) async fn send_message(
             server.exec(engine.send(&from, send)).await?
         }
     };
-    Ok(Json(j::sent(&sent)))
+    Ok(Json(j::Sent::from(&sent)))
 }
 
-#[derive(Deserialize)]
+/// A notification: pushed to the users' connected devices, not stored.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_ids": ["alice", "bob"], "kind": "order.shipped", "data": "{\"order\": 1842}"}))]
 pub(crate) struct Notify {
+    #[schema(value_type = Vec<UserIdText>, min_items = 1, max_items = 10000)]
     user_ids: Vec<String>,
+    /// What the application calls it.
+    #[schema(min_length = 1)]
     kind: String,
     /// UTF-8 text (JSON, say), carried as the notification's bytes.
     #[serde(default)]
     data: String,
+    /// Who it is from, as the application names them.
     #[serde(default)]
     from: String,
 }
@@ -489,13 +645,19 @@ pub(crate) struct Notify {
 /// Most users one notification request may name.
 const MAX_NOTIFY_USERS: usize = 10_000;
 
-/// `POST /v1/admin/notifications`: pushed to the users' connected devices,
-/// not stored.
+/// Push a notification to users' connected devices (not stored).
+#[utoipa::path(post, path = "/v1/admin/notifications", tag = "admin",
+    security(("adminKey" = [])),
+    request_body = Notify,
+    responses(
+        (status = 200, description = "Pushed", body = s::Notified),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn notify(
     _: Admin,
     State(state): State<AppState>,
     JsonBody(req): JsonBody<Notify>,
-) -> Answer {
+) -> Answer<s::Notified> {
     if req.kind.is_empty() {
         return Err(ApiError::bad_request("kind is empty"));
     }
@@ -521,5 +683,7 @@ pub(crate) async fn notify(
             },
         ))
         .await?;
-    Ok(Json(json!({ "devices": devices })))
+    Ok(Json(s::Notified {
+        devices: devices as u64,
+    }))
 }

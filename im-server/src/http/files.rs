@@ -11,17 +11,22 @@ use imkit_core::blob::{BlobDraft, ChunkSource};
 use imkit_core::model::UserId;
 use imkit_proto::ErrorCode;
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::IntoParams;
 
+use super::shapes::{self as s, FileIdText};
 use super::{ApiError, AppState, PathArgs, Principal, QueryArgs};
 
-/// Longest file name kept, in bytes.
-const MAX_FILE_NAME_BYTES: usize = 255;
+/// Longest file name kept, in characters.
+const MAX_FILE_NAME_CHARS: usize = 255;
 
-#[derive(Deserialize, Default)]
+/// What the upload is called.
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UploadArgs {
+    /// The file's name: at most 255 characters, no slashes or line breaks.
     #[serde(default)]
+    #[param(pattern = "^[^/\\\r\n]{0,255}$")]
     name: Option<String>,
 }
 
@@ -61,16 +66,26 @@ fn too_large(max: usize) -> ApiError {
     )
 }
 
-/// `POST /v1/files?name=`: the body is the file; `Content-Type` is kept.
+/// Upload a file: the body is the file, and its `Content-Type` is kept.
 /// The body streams to the blob store as it arrives (never buffered
-/// whole), within `max_file_bytes` and the body timeout.
+/// whole), within the size limit (16 MiB by default) and the body timeout.
+#[utoipa::path(post, path = "/v1/files", tag = "files",
+    security(("adminKey" = []), ("userToken" = [])),
+    params(UploadArgs),
+    request_body(content = Vec<u8>, content_type = "*/*", description = "The file's bytes (not empty)"),
+    responses(
+        (status = 201, description = "Stored", body = s::FileInfo),
+        (status = 400, description = "Bad request (an empty file, a bad name)", body = s::ErrorBody),
+        (status = 413, description = "Larger than the size limit", body = s::ErrorBody),
+        (status = 415, description = "A content type the server does not accept", body = s::ErrorBody),
+    ))]
 pub(crate) async fn upload(
     who: Principal,
     State(state): State<AppState>,
     QueryArgs(args): QueryArgs<UploadArgs>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<s::FileInfo>), ApiError> {
     let max = state.options.max_file_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -80,9 +95,9 @@ pub(crate) async fn upload(
         return Err(too_large(max));
     }
     let name = args.name.unwrap_or_default();
-    if name.len() > MAX_FILE_NAME_BYTES || name.contains(['/', '\\', '\n', '\r']) {
+    if name.chars().count() > MAX_FILE_NAME_CHARS || name.contains(['/', '\\', '\n', '\r']) {
         return Err(ApiError::bad_request(format!(
-            "name must be at most {MAX_FILE_NAME_BYTES} bytes, without slashes or newlines"
+            "name must be at most {MAX_FILE_NAME_CHARS} characters, without slashes or newlines"
         )));
     }
     let content_type = headers
@@ -123,13 +138,13 @@ pub(crate) async fn upload(
     let meta = stored?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "file_id": meta.id,
-            "size": meta.size,
-            "sha256": meta.sha256,
-            "content_type": meta.content_type,
-            "name": meta.name,
-        })),
+        Json(s::FileInfo {
+            file_id: meta.id,
+            size: meta.size,
+            sha256: meta.sha256,
+            content_type: meta.content_type,
+            name: meta.name,
+        }),
     ))
 }
 
@@ -186,11 +201,24 @@ fn served_inline(content_type: &str) -> bool {
 /// plugin, no request anywhere, and an origin of its own.
 const FILE_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox";
 
-/// A file's bytes. A `Range: bytes=...` header with one range gets that
+/// Download a file. A `Range: bytes=...` header with one range gets that
 /// range (206, read from the store without the rest of the file); one that
 /// cannot be met gets 416; several ranges, a malformed header, or an
 /// `If-Range` that no longer matches get the whole file (200), as RFC 9110
 /// allows.
+#[utoipa::path(get, path = "/v1/files/{file_id}", tag = "files",
+    security(("adminKey" = []), ("userToken" = [])),
+    params(
+        ("file_id" = FileIdText, Path),
+        ("Range" = Option<String>, Header, description = "One byte range, `bytes=0-99`"),
+        ("If-Range" = Option<String>, Header, description = "The ETag the range is of"),
+    ),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "No such file", body = s::ErrorBody),
+        (status = 416, description = "The range is outside the file", body = s::ErrorBody),
+    ))]
 pub(crate) async fn download(
     _: Principal,
     State(state): State<AppState>,

@@ -3,9 +3,10 @@
 //!
 //! Everything goes through the same [`imkit_core::Engine`] and [`crate::Router`]
 //! as the live protocol, so a message sent over HTTP is stored, numbered
-//! and delivered like any other. Every route is listed once in
-//! the route table ([`routes`] lists it); `docs/openapi.json` describes the same routes, and a
-//! test keeps the two equal.
+//! and delivered like any other. Every route is listed once in the route
+//! table ([`routes`] lists it); the API document is generated from the
+//! handlers ([`openapi_json`], served at `/openapi.json`), and tests keep
+//! the two, and docs/openapi.json, equal.
 //!
 //! Authentication: admin routes (`/v1/admin/...`) take
 //! `Authorization: Bearer <admin key>`; user routes take
@@ -19,7 +20,9 @@ mod error;
 mod files;
 pub(crate) mod json;
 mod listener;
+mod openapi;
 mod push;
+mod shapes;
 mod user;
 
 use std::sync::Arc;
@@ -40,6 +43,7 @@ use crate::handle::ServerHandle;
 pub use error::ApiError;
 pub(crate) use error::{JsonBody, PathArgs, QueryArgs, optional_json};
 pub(crate) use listener::serve;
+pub use openapi::openapi_json;
 
 /// Settings of the HTTP API. Every limit has a default.
 #[derive(Clone)]
@@ -49,6 +53,10 @@ pub struct HttpOptions {
     pub admin_key: Option<String>,
     /// Largest JSON request body (default 64 KiB).
     pub max_json_bytes: usize,
+    /// Largest JSON body of the routes that take lists of users: group
+    /// creation, adding members, notifications (default 1 MiB, room for
+    /// 10,000 of the longest ids).
+    pub max_list_json_bytes: usize,
     /// Largest file upload (default 16 MiB).
     pub max_file_bytes: usize,
     /// Content types uploads may have: exact (`application/pdf`) or a
@@ -85,6 +93,7 @@ impl std::fmt::Debug for HttpOptions {
         f.debug_struct("HttpOptions")
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .field("max_json_bytes", &self.max_json_bytes)
+            .field("max_list_json_bytes", &self.max_list_json_bytes)
             .field("max_file_bytes", &self.max_file_bytes)
             .field("allowed_file_types", &self.allowed_file_types)
             .field("default_token_ttl_secs", &self.default_token_ttl_secs)
@@ -104,6 +113,7 @@ impl Default for HttpOptions {
         HttpOptions {
             admin_key: None,
             max_json_bytes: 64 * 1024,
+            max_list_json_bytes: 1024 * 1024,
             max_file_bytes: 16 * 1024 * 1024,
             allowed_file_types: Vec::new(),
             default_token_ttl_secs: 86_400,
@@ -143,11 +153,12 @@ pub(crate) fn route_table(
     use admin as a;
     use user as u;
     let upload = post(files::upload).layer(DefaultBodyLimit::max(options.max_file_bytes));
+    let lists = DefaultBodyLimit::max(options.max_list_json_bytes.max(options.max_json_bytes));
     vec![
         (Method::GET, "/health", get(health)),
-        (Method::GET, "/healthz", get(health)),
+        (Method::GET, "/healthz", get(healthz)),
         (Method::GET, "/ready", get(ready)),
-        (Method::GET, "/readyz", get(ready)),
+        (Method::GET, "/readyz", get(readyz)),
         (Method::GET, "/openapi.json", get(openapi)),
         // Admin: accounts and tokens.
         (Method::POST, "/v1/admin/users", post(a::create_user)),
@@ -193,11 +204,15 @@ pub(crate) fn route_table(
             post(a::revoke_token),
         ),
         // Admin: groups, messages, notifications.
-        (Method::POST, "/v1/admin/groups", post(a::create_group)),
+        (
+            Method::POST,
+            "/v1/admin/groups",
+            post(a::create_group).layer(lists),
+        ),
         (
             Method::POST,
             "/v1/admin/groups/{group_id}/members",
-            post(a::add_members),
+            post(a::add_members).layer(lists),
         ),
         (
             Method::DELETE,
@@ -205,7 +220,11 @@ pub(crate) fn route_table(
             delete(a::remove_member),
         ),
         (Method::POST, "/v1/admin/messages", post(a::send_message)),
-        (Method::POST, "/v1/admin/notifications", post(a::notify)),
+        (
+            Method::POST,
+            "/v1/admin/notifications",
+            post(a::notify).layer(lists),
+        ),
         // User.
         (Method::GET, "/v1/me", get(u::me)),
         (Method::GET, "/v1/me/devices", get(devices::my_devices)),
@@ -250,7 +269,11 @@ pub(crate) fn route_table(
             delete(u::unblock),
         ),
         (Method::GET, "/v1/groups", get(u::groups)),
-        (Method::POST, "/v1/groups", post(u::create_group)),
+        (
+            Method::POST,
+            "/v1/groups",
+            post(u::create_group).layer(lists),
+        ),
         (
             Method::GET,
             "/v1/groups/{group_id}/members",
@@ -289,23 +312,60 @@ pub(crate) fn router(state: AppState) -> Axum {
         .with_state(state)
 }
 
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok" }))
+/// Alive.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "Alive", body = shapes::Health)))]
+async fn health() -> axum::Json<shapes::Health> {
+    axum::Json(shapes::Health {
+        status: "ok".into(),
+    })
 }
 
-/// The OpenAPI document of this API (docs/openapi.json, built in).
+/// Alive (the same as `/health`).
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = shapes::Health)))]
+async fn healthz() -> axum::Json<shapes::Health> {
+    health().await
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "health",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]
 async fn openapi() -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        include_str!("../../openapi.json"),
+        openapi::document(),
     )
 }
 
 /// Ready when the stores answer and the server is not shutting down (so a
 /// load balancer stops sending new clients during a graceful stop).
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = shapes::Health),
+        (status = 503, description = "Shutting down, or a store does not answer", body = shapes::ErrorBody),
+    ))]
 async fn ready(
+    state: axum::extract::State<AppState>,
+) -> Result<axum::Json<shapes::Health>, ApiError> {
+    ready_check(state).await
+}
+
+/// Ready (the same as `/ready`).
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = shapes::Health),
+        (status = 503, description = "Shutting down, or a store does not answer", body = shapes::ErrorBody),
+    ))]
+async fn readyz(
+    state: axum::extract::State<AppState>,
+) -> Result<axum::Json<shapes::Health>, ApiError> {
+    ready_check(state).await
+}
+
+async fn ready_check(
     axum::extract::State(state): axum::extract::State<AppState>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<shapes::Health>, ApiError> {
     if state.server.is_shutting_down() {
         return Err(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -324,7 +384,9 @@ async fn ready(
         .locate(&UserId::from("_readiness_probe"))
         .await
         .map_err(ApiError::unavailable)?;
-    Ok(axum::Json(serde_json::json!({ "status": "ready" })))
+    Ok(axum::Json(shapes::Health {
+        status: "ready".into(),
+    }))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -8,19 +8,29 @@ use imkit_core::Caller;
 use imkit_core::model::DeviceId;
 use imkit_proto::pb;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
+use super::shapes::{self as s, DeviceIdText};
 use super::{ApiError, AppState, JsonBody, PathArgs, User};
 
-type Answer = Result<Json<Value>, ApiError>;
+type Answer<T> = Result<Json<T>, ApiError>;
 
-/// A push registration as HTTP callers write it.
-#[derive(Deserialize)]
+/// A device's push registration.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"provider": "fcm", "platform": "android", "token": "dQw4w9WgXcQ:APA91bH"}))]
 pub(crate) struct TokenIn {
+    /// Who delivers: `fcm` or `apns` for the ready notifier, or a name of
+    /// the application's own notifier.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,32}$")]
     provider: String,
+    /// `ios`, `android`, `web`, ...
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.-]{0,32}$")]
     platform: String,
+    /// The provider's token for this device: printable ASCII, no spaces,
+    /// at most 4,096 characters (the server's limit).
+    #[schema(pattern = "^[!-~]{1,4096}$")]
     token: String,
 }
 
@@ -31,13 +41,21 @@ fn device_caller(caller: &Caller, device: &str) -> Result<Caller, ApiError> {
     })
 }
 
-/// `PUT /v1/me/devices/{device_id}/push-token`
+/// Register (or replace) a device's push token.
+#[utoipa::path(put, path = "/v1/me/devices/{device_id}/push-token", tag = "user",
+    security(("userToken" = [])),
+    params(("device_id" = DeviceIdText, Path)),
+    request_body = TokenIn,
+    responses(
+        (status = 200, description = "Registered", body = s::PushRegistered),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn set_token(
     User(caller): User,
     State(state): State<AppState>,
     PathArgs(device): PathArgs<String>,
     JsonBody(req): JsonBody<TokenIn>,
-) -> Answer {
+) -> Answer<s::PushRegistered> {
     if req.token.is_empty() {
         return Err(ApiError::bad_request(
             "token must not be empty (DELETE the push token to remove it)",
@@ -56,41 +74,59 @@ pub(crate) async fn set_token(
             },
         )
         .await?;
-    Ok(Json(json!({
-        "device_id": device.device.as_str(),
-        "provider": req.provider,
-        "platform": req.platform,
-    })))
+    Ok(Json(s::PushRegistered {
+        device_id: device.device.to_string(),
+        provider: req.provider,
+        platform: req.platform,
+    }))
 }
 
-/// `DELETE /v1/me/devices/{device_id}/push-token`
+/// Remove a device's push token: it gets no more pushes.
+#[utoipa::path(delete, path = "/v1/me/devices/{device_id}/push-token", tag = "user",
+    security(("userToken" = [])),
+    params(("device_id" = DeviceIdText, Path)),
+    responses(
+        (status = 200, description = "Removed (or there was none)", body = s::PushRemoved),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn remove_token(
     User(caller): User,
     State(state): State<AppState>,
     PathArgs(device): PathArgs<String>,
-) -> Answer {
+) -> Answer<s::PushRemoved> {
     let device = device_caller(&caller, &device)?;
     state
         .server
         .engine()
         .push_token_set(&device, pb::PushTokenSetRequest::default())
         .await?;
-    Ok(Json(json!({ "device_id": device.device.as_str() })))
+    Ok(Json(s::PushRemoved {
+        device_id: device.device.to_string(),
+    }))
 }
 
 /// Notification settings as HTTP callers write them.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"hide_content": true}))]
 pub(crate) struct SettingsIn {
+    /// Pushes say that a message came, not what it says.
     hide_content: bool,
 }
 
-/// `PUT /v1/me/push-settings`
+/// Set the caller's notification settings.
+#[utoipa::path(put, path = "/v1/me/push-settings", tag = "user",
+    security(("userToken" = [])),
+    request_body = SettingsIn,
+    responses(
+        (status = 200, description = "Set", body = s::PushSettings),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn set_settings(
     User(caller): User,
     State(state): State<AppState>,
     JsonBody(req): JsonBody<SettingsIn>,
-) -> Answer {
+) -> Answer<s::PushSettings> {
     let preview = if req.hide_content {
         pb::PushPreview::Hide
     } else {
@@ -106,5 +142,7 @@ pub(crate) async fn set_settings(
             },
         )
         .await?;
-    Ok(Json(json!({ "hide_content": req.hide_content })))
+    Ok(Json(s::PushSettings {
+        hide_content: req.hide_content,
+    }))
 }

@@ -5,21 +5,61 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use imkit_core::model::UserId;
 use imkit_proto::pb;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::json as j;
+use super::shapes::{self as s, ConversationIdText, GroupAdds, GroupIdText, UserIdText};
 use super::{ApiError, AppState, JsonBody, PathArgs, QueryArgs, User};
 
-type Answer = Result<Json<Value>, ApiError>;
+type Answer<T> = Result<Json<T>, ApiError>;
 
-fn ok() -> Json<Value> {
-    Json(json!({ "ok": true }))
+fn ok() -> Json<s::Done> {
+    Json(s::Done::new())
 }
 
-/// `GET /v1/me`
-pub(crate) async fn me(User(caller): User, State(state): State<AppState>) -> Answer {
+/// Contact routes act on someone else: naming yourself is refused (403).
+fn not_self(caller: &imkit_core::Caller, user: &str) -> Result<(), ApiError> {
+    if caller.user.as_str() == user {
+        return Err(ApiError::forbidden("that is yourself"));
+    }
+    Ok(())
+}
+
+/// A group or member page's `after`: the previous page's `next`, up to 19
+/// digits (the document's pattern).
+fn index_cursor(after: Option<String>) -> Result<String, ApiError> {
+    let after = after.unwrap_or_default();
+    if after.len() > 19 || !after.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(
+            "after must be a previous page's next (up to 19 digits)",
+        ));
+    }
+    Ok(after)
+}
+
+/// A conversation page's `after`: `<time>:<conversation>`, as `next` gave.
+fn list_cursor(after: Option<String>) -> Result<String, ApiError> {
+    let after = after.unwrap_or_default();
+    let shaped = after.is_empty()
+        || after.split_once(':').is_some_and(|(time, _)| {
+            (1..=19).contains(&time.len()) && time.bytes().all(|b| b.is_ascii_digit())
+        });
+    if !shaped {
+        return Err(ApiError::bad_request(
+            "after must be a previous page's next (<time>:<conversation>)",
+        ));
+    }
+    Ok(after)
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/v1/me", tag = "user",
+    security(("userToken" = [])),
+    responses((status = 200, description = "The caller", body = s::Me)))]
+pub(crate) async fn me(User(caller): User, State(state): State<AppState>) -> Answer<s::Me> {
     let account = state
         .server
         .engine()
@@ -27,37 +67,56 @@ pub(crate) async fn me(User(caller): User, State(state): State<AppState>) -> Ans
         .accounts
         .get(&caller.user)
         .await?;
-    Ok(Json(json!({
-        "user_id": caller.user.as_str(),
-        "name": account.map(|a| a.name),
-    })))
+    Ok(Json(s::Me {
+        user_id: caller.user.to_string(),
+        name: account.map(|a| a.name),
+    }))
 }
 
-/// `GET /v1/contacts`: friends, pending requests both ways, blocked users.
-pub(crate) async fn contacts(User(caller): User, State(state): State<AppState>) -> Answer {
+/// The caller's friends, pending requests both ways, and blocked users.
+#[utoipa::path(get, path = "/v1/contacts", tag = "user",
+    security(("userToken" = [])),
+    responses((status = 200, description = "The caller's contacts", body = s::Contacts)))]
+pub(crate) async fn contacts(
+    User(caller): User,
+    State(state): State<AppState>,
+) -> Answer<s::Contacts> {
     let l = state.server.engine().friend_list(&caller).await?;
-    Ok(Json(json!({
-        "friends": l.friends,
-        "incoming": l.incoming,
-        "outgoing": l.outgoing,
-        "blocked": l.blocked,
-    })))
+    Ok(Json(s::Contacts {
+        friends: l.friends,
+        incoming: l.incoming,
+        outgoing: l.outgoing,
+        blocked: l.blocked,
+    }))
 }
 
-#[derive(Deserialize)]
+/// A friend request.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": "bob", "message": "We met at the wall"}))]
 pub(crate) struct FriendRequest {
+    #[schema(value_type = UserIdText)]
     user_id: String,
+    /// A note for them.
     #[serde(default)]
     message: String,
 }
 
-/// `POST /v1/contacts/requests`: asks; if they already asked, you are friends.
+/// Ask to be friends; if they already asked, you are friends.
+#[utoipa::path(post, path = "/v1/contacts/requests", tag = "user",
+    security(("userToken" = [])),
+    request_body = FriendRequest,
+    responses(
+        (status = 200, description = "Asked (or accepted: they had asked)", body = s::FriendRequested),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+        (status = 403, description = "They block you, or it is yourself", body = s::ErrorBody),
+    ))]
 pub(crate) async fn friend_request(
     User(caller): User,
     State(state): State<AppState>,
     JsonBody(req): JsonBody<FriendRequest>,
-) -> Answer {
+) -> Answer<s::FriendRequested> {
+    not_self(&caller, &req.user_id)?;
     let server = &state.server;
     let out = server
         .exec(server.engine().friend_add(
@@ -68,15 +127,26 @@ pub(crate) async fn friend_request(
             },
         ))
         .await?;
-    Ok(Json(json!({ "accepted": out.accepted })))
+    Ok(Json(s::FriendRequested {
+        accepted: out.accepted,
+    }))
 }
 
-/// `POST /v1/contacts/requests/{user_id}/accept`
+/// Accept a user's friend request.
+#[utoipa::path(post, path = "/v1/contacts/requests/{user_id}/accept", tag = "user",
+    security(("userToken" = [])),
+    params(("user_id" = UserIdText, Path, description = "Who asked")),
+    responses(
+        (status = 200, description = "Friends", body = s::Done),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+        (status = 404, description = "They did not ask", body = s::ErrorBody),
+    ))]
 pub(crate) async fn friend_accept(
     User(caller): User,
     State(state): State<AppState>,
     PathArgs(user_id): PathArgs<String>,
-) -> Answer {
+) -> Answer<s::Done> {
+    not_self(&caller, &user_id)?;
     let server = &state.server;
     server
         .exec(
@@ -88,12 +158,20 @@ pub(crate) async fn friend_accept(
     Ok(ok())
 }
 
-/// `DELETE /v1/contacts/friends/{user_id}`: ends a friendship or a request.
+/// End a friendship or a request, either way.
+#[utoipa::path(delete, path = "/v1/contacts/friends/{user_id}", tag = "user",
+    security(("userToken" = [])),
+    params(("user_id" = UserIdText, Path)),
+    responses(
+        (status = 200, description = "Ended (or there was nothing)", body = s::Done),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn friend_remove(
     User(caller): User,
     State(state): State<AppState>,
     PathArgs(user_id): PathArgs<String>,
-) -> Answer {
+) -> Answer<s::Done> {
+    not_self(&caller, &user_id)?;
     let server = &state.server;
     server
         .exec(
@@ -105,44 +183,43 @@ pub(crate) async fn friend_remove(
     Ok(ok())
 }
 
-/// The privacy settings as JSON: `{"group_adds": "anyone" | "friends"}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Privacy {
-    group_adds: GroupAddsJson,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum GroupAddsJson {
-    Anyone,
-    Friends,
-}
-
-fn privacy_json(policy: i32) -> Json<Value> {
+fn privacy_json(policy: i32) -> Json<s::Privacy> {
     let group_adds = if policy == pb::GroupAddPolicy::Friends as i32 {
-        "friends"
+        GroupAdds::Friends
     } else {
-        "anyone"
+        GroupAdds::Anyone
     };
-    Json(json!({ "group_adds": group_adds }))
+    Json(s::Privacy { group_adds })
 }
 
-/// `GET /v1/me/privacy`: who may add the caller to groups.
-pub(crate) async fn privacy(User(caller): User, State(state): State<AppState>) -> Answer {
+/// Who may add the caller to groups.
+#[utoipa::path(get, path = "/v1/me/privacy", tag = "user",
+    security(("userToken" = [])),
+    responses((status = 200, description = "The caller's settings", body = s::Privacy)))]
+pub(crate) async fn privacy(
+    User(caller): User,
+    State(state): State<AppState>,
+) -> Answer<s::Privacy> {
     let l = state.server.engine().friend_list(&caller).await?;
     Ok(privacy_json(l.group_adds))
 }
 
-/// `PUT /v1/me/privacy`: sets who may add the caller to groups.
+/// Set who may add the caller to groups.
+#[utoipa::path(put, path = "/v1/me/privacy", tag = "user",
+    security(("userToken" = [])),
+    request_body = s::Privacy,
+    responses(
+        (status = 200, description = "Set", body = s::Privacy),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn set_privacy(
     User(caller): User,
     State(state): State<AppState>,
-    JsonBody(req): JsonBody<Privacy>,
-) -> Answer {
+    JsonBody(req): JsonBody<s::Privacy>,
+) -> Answer<s::Privacy> {
     let policy = match req.group_adds {
-        GroupAddsJson::Anyone => pb::GroupAddPolicy::Anyone,
-        GroupAddsJson::Friends => pb::GroupAddPolicy::Friends,
+        GroupAdds::Anyone => pb::GroupAddPolicy::Anyone,
+        GroupAdds::Friends => pb::GroupAddPolicy::Friends,
     } as i32;
     state
         .server
@@ -152,18 +229,29 @@ pub(crate) async fn set_privacy(
     Ok(privacy_json(policy))
 }
 
-#[derive(Deserialize)]
+/// A user to block.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": "mallory"}))]
 pub(crate) struct Block {
+    #[schema(value_type = UserIdText)]
     user_id: String,
 }
 
-/// `POST /v1/contacts/blocks`
+/// Block a user: they cannot message the caller or ask to be friends.
+#[utoipa::path(post, path = "/v1/contacts/blocks", tag = "user",
+    security(("userToken" = [])),
+    request_body = Block,
+    responses(
+        (status = 200, description = "Blocked", body = s::Done),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn block(
     User(caller): User,
     State(state): State<AppState>,
     JsonBody(req): JsonBody<Block>,
-) -> Answer {
+) -> Answer<s::Done> {
+    not_self(&caller, &req.user_id)?;
     let server = &state.server;
     server
         .exec(server.engine().block(
@@ -176,12 +264,20 @@ pub(crate) async fn block(
     Ok(ok())
 }
 
-/// `DELETE /v1/contacts/blocks/{user_id}`
+/// Unblock a user.
+#[utoipa::path(delete, path = "/v1/contacts/blocks/{user_id}", tag = "user",
+    security(("userToken" = [])),
+    params(("user_id" = UserIdText, Path)),
+    responses(
+        (status = 200, description = "Unblocked (or was not blocked)", body = s::Done),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn unblock(
     User(caller): User,
     State(state): State<AppState>,
     PathArgs(user_id): PathArgs<String>,
-) -> Answer {
+) -> Answer<s::Done> {
+    not_self(&caller, &user_id)?;
     let server = &state.server;
     server
         .exec(
@@ -193,50 +289,75 @@ pub(crate) async fn unblock(
     Ok(ok())
 }
 
-#[derive(Deserialize, Default)]
+/// Where a page starts.
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageArgs {
-    /// The previous page's `next`.
+    /// The previous page's `next`; absent for the first page.
     #[serde(default)]
+    #[param(pattern = "^[0-9]{0,19}$")]
     after: Option<String>,
 }
 
-/// `GET /v1/groups?after=`: the caller's groups, a page at a time.
+/// The caller's groups, a page at a time.
+#[utoipa::path(get, path = "/v1/groups", tag = "user",
+    security(("userToken" = [])),
+    params(PageArgs),
+    responses(
+        (status = 200, description = "A page", body = s::GroupPage),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn groups(
     User(caller): User,
     State(state): State<AppState>,
     QueryArgs(args): QueryArgs<PageArgs>,
-) -> Answer {
+) -> Answer<s::GroupPage> {
     let l = state
         .server
         .engine()
         .group_list(
             &caller,
             pb::GroupListRequest {
-                after: args.after.unwrap_or_default(),
+                after: index_cursor(args.after)?,
             },
         )
         .await?;
-    let groups: Vec<Value> = l.groups.iter().map(j::group).collect();
-    Ok(Json(json!({ "groups": groups, "next": l.next })))
+    Ok(Json(s::GroupPage {
+        groups: l.groups.iter().map(j::Group::from).collect(),
+        next: l.next,
+    }))
 }
 
-#[derive(Deserialize)]
+/// A new group, owned by the caller.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Climbing", "member_ids": ["bob", "carol"]}))]
 pub(crate) struct CreateGroup {
+    #[schema(max_length = 128)]
     name: String,
+    /// An image's URL or file id.
     #[serde(default)]
     avatar: String,
+    /// Members besides the caller.
     #[serde(default)]
+    #[schema(value_type = Vec<UserIdText>)]
     member_ids: Vec<String>,
 }
 
-/// `POST /v1/groups`: a group the caller owns.
+/// Create a group the caller owns.
+#[utoipa::path(post, path = "/v1/groups", tag = "user",
+    security(("userToken" = [])),
+    request_body = CreateGroup,
+    responses(
+        (status = 201, description = "Created", body = j::Group),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn create_group(
     User(caller): User,
     State(state): State<AppState>,
     JsonBody(req): JsonBody<CreateGroup>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<j::Group>), ApiError> {
     let server = &state.server;
     let out = server
         .exec(server.engine().group_create(
@@ -248,18 +369,24 @@ pub(crate) async fn create_group(
             },
         ))
         .await?;
-    let group = out.group.as_ref().map(j::group).unwrap_or(Value::Null);
-    Ok((StatusCode::CREATED, Json(group)))
+    Ok((StatusCode::CREATED, Json(j::created_group(&out)?)))
 }
 
-/// `GET /v1/groups/{group_id}/members?after=`: members only, a page at a
-/// time.
+/// A group's members, a page at a time (for members only).
+#[utoipa::path(get, path = "/v1/groups/{group_id}/members", tag = "user",
+    security(("userToken" = [])),
+    params(("group_id" = GroupIdText, Path), PageArgs),
+    responses(
+        (status = 200, description = "A page", body = s::MemberPage),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+        (status = 404, description = "No such group", body = s::ErrorBody),
+    ))]
 pub(crate) async fn group_members(
     User(caller): User,
     State(state): State<AppState>,
     PathArgs(group_id): PathArgs<String>,
     QueryArgs(args): QueryArgs<PageArgs>,
-) -> Answer {
+) -> Answer<s::MemberPage> {
     let r = state
         .server
         .engine()
@@ -267,35 +394,45 @@ pub(crate) async fn group_members(
             &caller,
             pb::GroupMembersRequest {
                 group_id,
-                after: args.after.unwrap_or_default(),
+                after: index_cursor(args.after)?,
             },
         )
         .await?;
-    let members: Vec<Value> = r.members.iter().map(j::member).collect();
-    Ok(Json(json!({
-        "group": r.group.as_ref().map(j::group),
-        "members": members,
-        "next": r.next,
-    })))
+    Ok(Json(s::MemberPage {
+        group: r.group.as_ref().map(j::Group::from),
+        members: r.members.iter().map(j::Member::from).collect(),
+        next: r.next,
+    }))
 }
 
-#[derive(Deserialize, Default)]
+/// A page of the conversation list.
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListArgs {
-    #[serde(default)]
+    /// Most conversations on the page; absent or 0: the server's default.
+    #[serde(default, deserialize_with = "s::int32")]
     limit: Option<u32>,
-    /// The previous page's `next`.
+    /// The previous page's `next`; absent for the first page.
     #[serde(default)]
+    #[param(pattern = "^([0-9]{1,19}:[\\s\\S]*)?$")]
     after: Option<String>,
 }
 
-/// `GET /v1/conversations?limit=&after=`: newest first, with unread
-/// counts, a page at a time.
+/// The caller's conversations, newest first, with unread counts, a page at
+/// a time.
+#[utoipa::path(get, path = "/v1/conversations", tag = "user",
+    security(("userToken" = [])),
+    params(ListArgs),
+    responses(
+        (status = 200, description = "A page", body = s::ConversationPage),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+    ))]
 pub(crate) async fn conversations(
     User(caller): User,
     State(state): State<AppState>,
     QueryArgs(args): QueryArgs<ListArgs>,
-) -> Answer {
+) -> Answer<s::ConversationPage> {
     let r = state
         .server
         .engine()
@@ -303,38 +440,58 @@ pub(crate) async fn conversations(
             &caller,
             pb::ConversationListRequest {
                 limit: args.limit.unwrap_or(0),
-                after: args.after.unwrap_or_default(),
+                after: list_cursor(args.after)?,
             },
         )
         .await?;
-    let list: Vec<Value> = r.conversations.iter().map(j::conversation).collect();
-    Ok(Json(json!({
-        "conversations": list,
-        "total_unread": r.total_unread,
-        "next": r.next,
-    })))
+    Ok(Json(s::ConversationPage {
+        conversations: r.conversations.iter().map(j::Conversation::from).collect(),
+        total_unread: r.total_unread,
+        next: r.next,
+    }))
 }
 
-#[derive(Deserialize, Default)]
+/// Which page of history.
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct HistoryArgs {
     /// Start here, exclusive; 0 (the default) with `backward` = the newest.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "s::int64")]
     from_seq: Option<u64>,
     /// Older messages first (the default) or newer.
     #[serde(default)]
     backward: Option<bool>,
-    #[serde(default)]
+    /// Most messages on the page; absent or 0: the server's default.
+    #[serde(default, deserialize_with = "s::int32")]
     limit: Option<u32>,
 }
 
-/// `GET /v1/conversations/{conversation_id}/messages`: a page of history.
+/// A page of a conversation's history (for its members).
+#[utoipa::path(get, path = "/v1/conversations/{conversation_id}/messages", tag = "user",
+    security(("userToken" = [])),
+    params(("conversation_id" = ConversationIdText, Path), HistoryArgs),
+    responses(
+        (status = 200, description = "A page", body = s::History),
+        (status = 400, description = "Bad request", body = s::ErrorBody),
+        (status = 404, description = "No such conversation", body = s::ErrorBody),
+    ))]
 pub(crate) async fn history(
     User(caller): User,
     State(state): State<AppState>,
     PathArgs(conversation_id): PathArgs<String>,
     QueryArgs(args): QueryArgs<HistoryArgs>,
-) -> Answer {
+) -> Answer<s::History> {
+    if let Some(rest) = conversation_id.strip_prefix("d:")
+        && let Some((a, b)) = rest.split_once(':')
+        && let (Ok(a), Ok(b)) = (UserId::parse(a), UserId::parse(b))
+        && a >= b
+    {
+        // Shaped like an id, but no conversation can have it.
+        return Err(ApiError::not_found(format!(
+            "no conversation {conversation_id}: a 1:1 id names two users in byte order"
+        )));
+    }
     let r = state
         .server
         .engine()
@@ -348,10 +505,9 @@ pub(crate) async fn history(
             },
         )
         .await?;
-    let messages: Vec<Value> = r.messages.iter().map(j::message).collect();
-    Ok(Json(json!({
-        "conversation_id": r.conversation_id,
-        "messages": messages,
-        "has_more": r.has_more,
-    })))
+    Ok(Json(s::History {
+        conversation_id: r.conversation_id,
+        messages: r.messages.iter().map(j::Message::from).collect(),
+        has_more: r.has_more,
+    }))
 }
