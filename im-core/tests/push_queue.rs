@@ -153,4 +153,33 @@ async fn a_slow_notifier_never_holds_up_senders_and_the_queue_stays_bounded() {
         .await
         .expect_err("too long");
     assert!(err.to_string().contains("4096"), "{err}");
+    for (provider, platform, token) in [
+        ("fcm push", "ios", "abc"),
+        ("fcm", "i/os", "abc"),
+        ("fcm", "ios", "ab c"),
+        ("fcm", "ios", "jeton-é"),
+    ] {
+        let refused = engine
+            .push_token_set(
+                &bob,
+                pb::PushTokenSetRequest {
+                    provider: provider.into(),
+                    platform: platform.into(),
+                    token: token.into(),
+                },
+            )
+            .await;
+        assert!(refused.is_err(), "{provider:?} {platform:?} {token:?}");
+    }
+    engine
+        .push_token_set(
+            &bob,
+            pb::PushTokenSetRequest {
+                provider: "apns.sandbox".into(),
+                platform: "ios_17".into(),
+                token: "dQw4w9WgXcQ:APA91bH-x_y".into(),
+            },
+        )
+        .await
+        .expect("names of A-Z a-z 0-9 _ - . and a printable token");
 }

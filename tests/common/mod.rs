@@ -18,6 +18,8 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+#[cfg(feature = "http")]
+pub mod api;
 pub mod pki;
 
 pub const SECRET: &str = "e2e-secret";
