@@ -164,6 +164,48 @@ async fn a_failing_hook_can_fail_closed() {
     server.stop().await;
 }
 
+/// A moderation service that is down: it never decides, and counts asks.
+#[derive(Default)]
+struct Down {
+    asked: Mutex<Vec<Instant>>,
+}
+
+#[async_trait::async_trait]
+impl Hooks for Down {
+    async fn before_send(&self, _: &PendingSend) -> Verdict {
+        self.asked.lock().push(Instant::now());
+        Verdict::Undecided("the moderation service is down".into())
+    }
+}
+
+#[tokio::test]
+async fn the_sdk_retries_a_refused_send_with_backoff_then_gives_up() {
+    let hooks = Arc::new(Down::default());
+    let options = HookOptions::default().on_failure(FailMode::Closed);
+    let server = TestServer::custom(|b| b.hooks(hooks.clone(), options)).await;
+    let client = imkit::client::ClientOptions {
+        retry_delay: Duration::from_millis(20),
+        retry_max_delay: Duration::from_millis(60),
+        send_retries: 3,
+        ..imkit::client::ClientOptions::default()
+    };
+    let (alice, _) = common::login_with(&server.tcp.to_string(), "alice", "phone", client).await;
+    let err = alice
+        .send_text(Peer::user("bob"), "hello")
+        .await
+        .expect_err("the service stays down");
+    assert_eq!(err.code(), Some(ErrorCode::Overloaded), "{err}");
+    let asked = hooks.asked.lock().clone();
+    assert_eq!(asked.len(), 4, "the first try and three retries");
+    // Each retry waited its delay (20, 40, then 60 ms capped; -20% jitter),
+    // rather than following the refusal at once.
+    for (i, least) in [16, 32, 48].into_iter().enumerate() {
+        let gap = asked[i + 1] - asked[i];
+        assert!(gap >= Duration::from_millis(least), "retry {i}: {gap:?}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn events_follow_commits_in_order_and_a_slow_observer_stalls_only_its_lane() {
     let hooks = Arc::new(Moderator::default());

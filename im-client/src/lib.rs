@@ -77,8 +77,18 @@ pub struct ClientOptions {
     pub max_outbox: usize,
     /// Sends in flight at once (default 256); the rest wait in the outbox.
     pub max_in_flight_sends: usize,
-    /// Wait before resending a send the server asked to retry (default 200 ms).
+    /// Wait before resending a send the server asked to retry (it was
+    /// overloaded, or a fail-closed send hook could not decide); it doubles
+    /// with each retry of the same send, ±20%, up to `retry_max_delay`
+    /// (default 200 ms). A sync page that failed is asked again after it too.
     pub retry_delay: Duration,
+    /// Longest wait between retries of one send (default 5 s).
+    pub retry_max_delay: Duration,
+    /// Most times one send is retried (default 10, about 30 s with the
+    /// default delays). After the last, `send` fails with the server's
+    /// error; sending again with the same client message id is safe (the
+    /// server stores a message once).
+    pub send_retries: u32,
     /// Delivered receipts are coalesced over this delay (default 10 ms).
     pub ack_delay: Duration,
     /// The timed pull: after this long with no message from the server,
@@ -139,6 +149,8 @@ impl Default for ClientOptions {
             max_outbox: 10_000,
             max_in_flight_sends: 256,
             retry_delay: Duration::from_millis(200),
+            retry_max_delay: Duration::from_secs(5),
+            send_retries: 10,
             ack_delay: Duration::from_millis(10),
             idle_sync: Some(Duration::from_secs(180)),
             token_refresh: None,

@@ -91,11 +91,19 @@ impl Actor {
                     }
                 }
             }
-            Packet::Error(e) if ErrorCode::from_u32(e.code).is_retryable() => {
+            Packet::Error(e)
+                if ErrorCode::from_u32(e.code).is_retryable()
+                    && self
+                        .outbox
+                        .get(&order)
+                        .is_some_and(|i| i.retries < self.options.send_retries) =>
+            {
+                let at = Instant::now() + self.send_backoff(order);
                 if let Some(item) = self.outbox.get_mut(&order) {
                     item.in_flight = false;
+                    item.retries += 1;
+                    item.not_before = Some(at);
                 }
-                let at = Instant::now() + self.options.retry_delay;
                 self.retry_at = Some(self.retry_at.map_or(at, |r| r.min(at)));
             }
             other => {
@@ -244,6 +252,19 @@ impl Actor {
         if self.ack_at.is_none() {
             self.ack_at = Some(Instant::now() + self.options.ack_delay);
         }
+    }
+
+    /// How long a send waits before its next retry: the retry delay,
+    /// doubled per earlier retry, capped, ±20%.
+    fn send_backoff(&self, order: u64) -> Duration {
+        let retries = self.outbox.get(&order).map_or(0, |i| i.retries);
+        let base = self
+            .options
+            .retry_delay
+            .saturating_mul(1u32 << retries.min(16))
+            .min(self.options.retry_max_delay.max(self.options.retry_delay));
+        let jitter: f64 = rand::rng().random_range(0.8..1.2);
+        base.mul_f64(jitter)
     }
 
     /// The sync page out failed: ask again after the retry delay.

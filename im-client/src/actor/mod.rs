@@ -81,6 +81,10 @@ struct OutboxItem {
     req: pb::SendRequest,
     waiters: Vec<Reply<pb::SendResponse>>,
     in_flight: bool,
+    /// Times the server asked to retry it.
+    retries: u32,
+    /// Not sent again before this (after a retryable refusal).
+    not_before: Option<Instant>,
 }
 
 pub(crate) struct Actor {
@@ -283,6 +287,8 @@ impl Actor {
                         req,
                         waiters: vec![reply],
                         in_flight: false,
+                        retries: 0,
+                        not_before: None,
                     },
                 );
                 self.pump_outbox().await;
@@ -320,13 +326,25 @@ impl Actor {
         }
         let in_flight = self.outbox.values().filter(|i| i.in_flight).count();
         let room = self.options.max_in_flight_sends.saturating_sub(in_flight);
+        let now = Instant::now();
         let to_send: Vec<(u64, pb::SendRequest)> = self
             .outbox
             .iter()
-            .filter(|(_, i)| !i.in_flight)
+            .filter(|(_, i)| !i.in_flight && i.not_before.is_none_or(|t| t <= now))
             .take(room)
             .map(|(o, i)| (*o, i.req.clone()))
             .collect();
+        // Sends still waiting out a retry delay are pumped when it ends.
+        if let Some(next) = self
+            .outbox
+            .values()
+            .filter(|i| !i.in_flight)
+            .filter_map(|i| i.not_before)
+            .filter(|t| *t > now)
+            .min()
+        {
+            self.retry_at = Some(self.retry_at.map_or(next, |r| r.min(next)));
+        }
         for (order, req) in to_send {
             let id = PacketId::new();
             if let Some(item) = self.outbox.get_mut(&order) {
