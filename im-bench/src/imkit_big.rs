@@ -30,6 +30,10 @@ use crate::{Report, Target};
 /// What the tasks of one step share.
 struct Step {
     done: AtomicU64,
+    /// Answers that were errors (a refused send is not a send).
+    refused: AtomicU64,
+    /// The first refusal's code and message.
+    first_refusal: Mutex<Option<String>>,
     /// Stop issuing once this many were issued (filling), or never (0).
     budget: u64,
     issued: AtomicU64,
@@ -41,6 +45,8 @@ impl Step {
     fn new(budget: u64) -> Arc<Step> {
         Arc::new(Step {
             done: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            first_refusal: Mutex::new(None),
             budget,
             issued: AtomicU64::new(0),
             stop: AtomicBool::new(false),
@@ -71,11 +77,16 @@ struct Device {
 /// Runs a closed-loop step over every device: `issue` writes one request
 /// into the buffer, `answers` recognises the answer to it. Returns the step
 /// after `secs` (or once its budget is answered) and the devices back.
+/// Runs one step: each device keeps `window` requests in flight. Request
+/// indexes (and so client message ids) start at `phase << 44`, so every
+/// step sends ids of its own: a resend of an earlier step's id would be
+/// answered as a duplicate (or refused, in another conversation) and
+/// measure nothing. A step with refused requests fails.
 async fn closed_loop(
     devices: Vec<Device>,
     window: usize,
     step: Arc<Step>,
-    secs: Option<u64>,
+    (phase, secs): (u64, Option<u64>),
     issue: impl Fn(&mut BytesMut, u64) + Send + Sync + Clone + 'static,
     answers: fn(&Frame) -> bool,
 ) -> Result<(Vec<Device>, Duration), String> {
@@ -99,7 +110,17 @@ async fn closed_loop(
                     },
                     _ = tokio::time::sleep(Duration::from_millis(20)) => continue,
                 };
-                if answers(&f) || f.header.kind == PacketKind::Error as u16 {
+                let refused = f.header.kind == PacketKind::Error as u16;
+                if refused {
+                    step_r.refused.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut first) = step_r.first_refusal.lock()
+                        && first.is_none()
+                    {
+                        let e = Packet::from_frame(&f);
+                        *first = Some(format!("{e:?}"));
+                    }
+                }
+                if answers(&f) || refused {
                     let _ =
                         local.record((stats::now_ns().saturating_sub(echoed_ts(&f)) / 1000).max(1));
                     let done = step_r.done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -117,7 +138,7 @@ async fn closed_loop(
         let (step_w, issue) = (step.clone(), issue.clone());
         let writer = tokio::spawn(async move {
             let mut buf = BytesMut::with_capacity(64 * 256);
-            let mut index = (n as u64) << 40;
+            let mut index = (phase << 44) | ((n as u64) << 40);
             'send: loop {
                 let Ok(p) = gate.acquire().await else { break };
                 p.forget();
@@ -163,6 +184,14 @@ async fn closed_loop(
             .map_err(|_| "answers did not arrive within 60 s".to_string())?
             .map_err(|e| e.to_string())?;
         back.push(Device { rd, wr });
+    }
+    let refused = step.refused.load(Ordering::Relaxed);
+    if refused > 0 {
+        let first = step.first_refusal.lock().ok().and_then(|f| f.clone());
+        return Err(format!(
+            "{refused} requests were refused (first: {})",
+            first.unwrap_or_default()
+        ));
     }
     Ok((back, started.elapsed()))
 }
@@ -271,7 +300,7 @@ pub(crate) async fn run(
         devices,
         window,
         step.clone(),
-        None,
+        (1, None),
         move |b, i| tpl.write(b, i),
         is_sent,
     )
@@ -288,9 +317,9 @@ pub(crate) async fn run(
 
     // Sends into the empty conversation, then into the large one.
     let mut devices = devices;
-    for (label, tpl) in [
-        ("send into an empty conversation", to_small),
-        ("send into the large conversation", to_big),
+    for (phase, label, tpl) in [
+        (2, "send into an empty conversation", to_small),
+        (3, "send into the large conversation", to_big),
     ] {
         let step = Step::new(0);
         let before = stats::sample(t.pid);
@@ -298,7 +327,7 @@ pub(crate) async fn run(
             devices,
             window,
             step.clone(),
-            Some(secs),
+            (phase, Some(secs)),
             move |b, i| tpl.write(b, i),
             is_sent,
         )
@@ -336,7 +365,7 @@ pub(crate) async fn run(
             devices,
             4,
             step.clone(),
-            Some(secs),
+            (4, Some(secs)),
             history_request(conv, span),
             is_history,
         )
