@@ -26,7 +26,7 @@ const MAX_FILE_NAME_CHARS: usize = 255;
 pub(crate) struct UploadArgs {
     /// The file's name: at most 255 characters, no slashes or line breaks.
     #[serde(default)]
-    #[param(pattern = "^[^/\\\r\n]{0,255}$")]
+    #[param(pattern = "^[^/\\\r\n]{0,255}$", example = "photo.jpg")]
     name: Option<String>,
 }
 
@@ -210,8 +210,9 @@ const FILE_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; sa
     security(("adminKey" = []), ("userToken" = [])),
     params(
         ("file_id" = FileIdText, Path),
-        ("Range" = Option<String>, Header, description = "One byte range, `bytes=0-99`"),
-        ("If-Range" = Option<String>, Header, description = "The ETag the range is of"),
+        ("Range" = Option<String>, Header, description = "One byte range", example = "bytes=0-99"),
+        ("If-Range" = Option<String>, Header, description = "The ETag the range is of",
+            example = "\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\""),
     ),
     responses(
         (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>),

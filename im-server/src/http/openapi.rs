@@ -545,6 +545,29 @@ mod tests {
     }
 
     #[test]
+    fn every_parameter_has_an_example() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("item") {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let named = p["schema"]["$ref"]
+                        .as_str()
+                        .and_then(|r| r.rsplit('/').next())
+                        .map(|n| &schemas[n]);
+                    let has = p.get("example").is_some()
+                        || p["schema"].get("examples").is_some()
+                        || named.is_some_and(|s| s.get("examples").is_some());
+                    assert!(has, "{method} {path}: {} has no example", p["name"]);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 30, "{checked}");
+    }
+
+    #[test]
     fn every_request_body_has_an_example_and_refuses_unknown_fields() {
         let doc = document();
         let schemas = &doc["components"]["schemas"];

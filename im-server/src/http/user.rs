@@ -296,7 +296,7 @@ pub(crate) async fn unblock(
 pub(crate) struct PageArgs {
     /// The previous page's `next`; absent for the first page.
     #[serde(default)]
-    #[param(pattern = "^[0-9]{0,19}$")]
+    #[param(pattern = "^[0-9]{0,19}$", example = "100")]
     after: Option<String>,
 }
 
@@ -412,10 +412,14 @@ pub(crate) async fn group_members(
 pub(crate) struct ListArgs {
     /// Most conversations on the page; absent or 0: the server's default.
     #[serde(default, deserialize_with = "s::int32")]
+    #[param(example = 20)]
     limit: Option<u32>,
     /// The previous page's `next`; absent for the first page.
     #[serde(default)]
-    #[param(pattern = "^([0-9]{1,19}:[\\s\\S]*)?$")]
+    #[param(
+        pattern = "^([0-9]{1,19}:[\\s\\S]*)?$",
+        example = "1796203167370:d:alice:bob"
+    )]
     after: Option<String>,
 }
 
@@ -458,12 +462,15 @@ pub(crate) async fn conversations(
 pub(crate) struct HistoryArgs {
     /// Start here, exclusive; 0 (the default) with `backward` = the newest.
     #[serde(default, deserialize_with = "s::int64")]
+    #[param(example = 1200)]
     from_seq: Option<u64>,
     /// Older messages first (the default) or newer.
     #[serde(default)]
+    #[param(example = true)]
     backward: Option<bool>,
     /// Most messages on the page; absent or 0: the server's default.
     #[serde(default, deserialize_with = "s::int32")]
+    #[param(example = 50)]
     limit: Option<u32>,
 }
 
