@@ -284,8 +284,10 @@ pub(crate) struct RevokeToken {
     expires_at: Option<u64>,
 }
 
-/// Revoke a token: it cannot log in again, and its live sessions (on every
-/// node) are closed. Names the token itself, or its `jti` and user, so a
+/// Revoke a login token.
+///
+/// It cannot log in again, and its live sessions (on every node) are
+/// closed. The body names the token itself, or its `jti` and user, so a
 /// backend that minted it can revoke it without having kept it.
 #[utoipa::path(post, path = "/v1/admin/tokens/revoke", tag = "admin",
     security(("adminKey" = [])),
@@ -356,8 +358,10 @@ pub(crate) struct ForceLogout {
     device_id: Option<String>,
 }
 
-/// Close a user's sessions (or one device's) with reason "admin"; the SDK
-/// does not reconnect. The body is optional.
+/// Close a user's sessions, or one device's.
+///
+/// They close with reason "admin", and the SDK does not reconnect. The body
+/// is optional.
 #[utoipa::path(post, path = "/v1/admin/users/{user_id}/logout", tag = "admin",
     security(("adminKey" = [])),
     params(("user_id" = UserIdText, Path)),
@@ -565,8 +569,10 @@ pub(crate) struct SendMessage {
     content: ContentIn,
 }
 
-/// Send a message as the system or on behalf of a user, to a user or a
-/// group; stored, numbered and delivered like any message.
+/// Send a message as the system or on behalf of a user.
+///
+/// To a user or a group; it is stored, numbered and delivered like any
+/// message.
 #[utoipa::path(post, path = "/v1/admin/messages", tag = "admin",
     security(("adminKey" = [])),
     request_body = SendMessage,

@@ -66,9 +66,12 @@ fn too_large(max: usize) -> ApiError {
     )
 }
 
-/// Upload a file: the body is the file, and its `Content-Type` is kept.
-/// The body streams to the blob store as it arrives (never buffered
-/// whole), within the size limit (16 MiB by default) and the body timeout.
+/// Upload a file.
+///
+/// The body is the file, and its `Content-Type` is kept as the file's type
+/// (any type, unless the server limits them: then others get 415). The body
+/// streams to the blob store as it arrives (never buffered whole), within
+/// the size limit (16 MiB by default) and the body timeout.
 #[utoipa::path(post, path = "/v1/files", tag = "files",
     security(("adminKey" = []), ("userToken" = [])),
     params(UploadArgs),
@@ -201,8 +204,9 @@ fn served_inline(content_type: &str) -> bool {
 /// plugin, no request anywhere, and an origin of its own.
 const FILE_CSP: &str = "default-src 'none'; img-src 'self'; media-src 'self'; sandbox";
 
-/// Download a file. A `Range: bytes=...` header with one range gets that
-/// range (206, read from the store without the rest of the file); one that
+/// Download a file.
+///
+/// A `Range: bytes=...` header with one range gets that range (206, read from the store without the rest of the file); one that
 /// cannot be met gets 416; several ranges, a malformed header, or an
 /// `If-Range` that no longer matches get the whole file (200), as RFC 9110
 /// allows.

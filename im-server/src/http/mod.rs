@@ -338,8 +338,10 @@ async fn openapi() -> impl axum::response::IntoResponse {
     )
 }
 
-/// Ready when the stores answer and the server is not shutting down (so a
-/// load balancer stops sending new clients during a graceful stop).
+/// Ready: the stores answer and the server is not shutting down.
+///
+/// A load balancer that checks it stops sending new clients during a
+/// graceful stop.
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses(
         (status = 200, description = "Ready", body = shapes::Health),

@@ -531,6 +531,11 @@ mod tests {
             for op in item.as_object().expect("item").values() {
                 let id = op["operationId"].as_str().expect("an operationId");
                 assert!(ids.insert(id.to_owned()), "{id} twice");
+                let summary = op["summary"].as_str().unwrap_or_default();
+                assert!(
+                    !summary.is_empty() && !summary.contains('\n'),
+                    "{id}: a one-line summary, not {summary:?}"
+                );
                 for response in op["responses"].as_object().expect("responses").values() {
                     if let Some(l) = response.get("links").and_then(Value::as_object) {
                         links.extend(l.values().map(|l| l["operationId"].clone()));

@@ -423,8 +423,9 @@ pub(crate) struct ListArgs {
     after: Option<String>,
 }
 
-/// The caller's conversations, newest first, with unread counts, a page at
-/// a time.
+/// The caller's conversations, newest first, with unread counts.
+///
+/// A page at a time.
 #[utoipa::path(get, path = "/v1/conversations", tag = "user",
     security(("userToken" = [])),
     params(ListArgs),
