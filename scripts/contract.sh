@@ -13,8 +13,24 @@ cd "$(dirname "$0")/.."
 version=4.32.5
 if ! schemathesis --version 2>/dev/null | grep -q "$version"; then
   echo "installing schemathesis $version"
-  python3 -m pip install -q "schemathesis==$version"
+  # A Debian-managed Python refuses plain installs (PEP 668).
+  python3 -m pip install -q "schemathesis==$version" 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages "schemathesis==$version"
 fi
+
+# Small HTTP calls without curl: python3 is here for schemathesis anyway.
+http() {  # method url [json body] -> prints the answer's body; fails on an error status
+  python3 - "$@" <<'PY'
+import json, sys, urllib.request
+method, url = sys.argv[1], sys.argv[2]
+body = sys.argv[3].encode() if len(sys.argv) > 3 else None
+req = urllib.request.Request(url, data=body, method=method)
+req.add_header("Authorization", "Bearer contract-admin")
+if body is not None:
+    req.add_header("Content-Type", "application/json")
+print(urllib.request.urlopen(req, timeout=5).read().decode())
+PY
+}
 
 cargo build -q -p imkit-server --bin imkit-server
 work=$(mktemp -d)
@@ -25,12 +41,11 @@ target/debug/imkit-server --db "$work/imkit.db" --files "$work/files" \
   >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do curl -fs "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do http GET "$base/health" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # A user to act as: its account and a login token.
-curl -fs -X POST -H 'Authorization: Bearer contract-admin' -H 'Content-Type: application/json' \
-  -d '{"user_id": "alice", "name": "Alice"}' "$base/v1/admin/users" >/dev/null
-token=$(curl -fs -X POST -H 'Authorization: Bearer contract-admin' "$base/v1/admin/users/alice/tokens" |
+http POST "$base/v1/admin/users" '{"user_id": "alice", "name": "Alice"}' >/dev/null
+token=$(http POST "$base/v1/admin/users/alice/tokens" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
 
 status=0
