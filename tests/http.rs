@@ -9,7 +9,7 @@ use common::api::{ADMIN_KEY, Api};
 use common::wait_for;
 use imkit::client::{Client, ClientOptions, Event, Events};
 use imkit::proto::pb;
-use imkit::server::http::routes;
+use imkit::server::http::{openapi_json, routes};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -81,12 +81,24 @@ async fn health_and_readiness() {
         api.call("GET", "/ready", None, None).await,
         (StatusCode::OK, json!({"status": "ready"}))
     );
-    // The server serves its own API document, the one in docs/.
+    // The server serves its own API document: the one in docs/ (made with
+    // default options) but for the limits it states, which are this
+    // server's (its uploads are capped at 1 MiB).
     let (s, doc) = api.call("GET", "/openapi.json", None, None).await;
     assert_eq!(s, StatusCode::OK);
-    let expected: Value =
-        serde_json::from_str(include_str!("../docs/openapi.json")).expect("openapi.json parses");
+    let expected: Value = serde_json::from_str(&openapi_json(&api.options)).expect("JSON");
     assert_eq!(doc, expected);
+    let mut docs: Value =
+        serde_json::from_str(include_str!("../docs/openapi.json")).expect("openapi.json parses");
+    let too_large = "/paths/~1v1~1files/post/responses/413/description";
+    assert_eq!(
+        docs.pointer(too_large),
+        Some(&json!("Larger than 16777216 bytes"))
+    );
+    if let Some(d) = docs.pointer_mut(too_large) {
+        *d = json!("Larger than 1048576 bytes");
+    }
+    assert_eq!(doc, docs);
 }
 
 #[tokio::test]

@@ -402,6 +402,7 @@ impl ServerBuilder {
             auth: shared.auth.clone(),
             minter: shared.minter.clone(),
             blobs,
+            document: crate::http::document_for(&options).into(),
             options: Arc::new(options),
             clock: shared.engine.config().clock.clone(),
         });

@@ -20,6 +20,8 @@ pub struct Api {
     pub base: String,
     pub tcp: SocketAddr,
     pub handle: ServerHandle,
+    /// The options the server's HTTP API runs with.
+    pub options: HttpOptions,
     _files: tempfile::TempDir,
 }
 
@@ -35,7 +37,7 @@ impl Api {
             .token_secret(super::SECRET)
             .tcp("127.0.0.1:0")
             .blob_store(Arc::new(DirBlobStore::open(files.path()).expect("blobs")))
-            .http("127.0.0.1:0", options)
+            .http("127.0.0.1:0", options.clone())
             .bind()
             .await
             .expect("bind");
@@ -51,6 +53,7 @@ impl Api {
             base,
             tcp,
             handle,
+            options,
             _files: files,
         }
     }

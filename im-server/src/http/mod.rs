@@ -43,6 +43,7 @@ use crate::handle::ServerHandle;
 pub use error::ApiError;
 pub(crate) use error::{JsonBody, PathArgs, QueryArgs, optional_json};
 pub(crate) use listener::serve;
+pub(crate) use openapi::document_for;
 pub use openapi::openapi_json;
 
 /// Settings of the HTTP API. Every limit has a default.
@@ -140,6 +141,8 @@ pub(crate) struct AppState {
     pub(crate) blobs: Arc<dyn BlobStore>,
     pub(crate) options: Arc<HttpOptions>,
     pub(crate) clock: Clock,
+    /// This server's API document (its own limits in it), built once.
+    pub(crate) document: axum::body::Bytes,
 }
 
 /// The device id HTTP requests act as.
@@ -331,10 +334,12 @@ async fn healthz() -> axum::Json<shapes::Health> {
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "health",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]
-async fn openapi() -> impl axum::response::IntoResponse {
+async fn openapi(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        openapi::document(),
+        state.document.clone(),
     )
 }
 

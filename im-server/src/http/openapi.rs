@@ -10,8 +10,6 @@
 //! request (400), a body too large or of the wrong type (413, 415), a slow
 //! client (408) and an unavailable or failing store (503, 500).
 
-use std::sync::OnceLock;
-
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::request_body::RequestBody;
@@ -19,7 +17,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, devices, files, push, user};
+use super::{HttpOptions, admin, devices, files, push, user};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -86,21 +84,69 @@ use super::{admin, devices, files, push, user};
 )]
 struct ApiDoc;
 
-/// The document as pretty JSON, built once.
-pub(crate) fn document() -> &'static str {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    DOCUMENT.get_or_init(|| {
-        let mut text = ApiDoc::openapi()
-            .to_pretty_json()
-            .unwrap_or_else(|e| format!("{{\"error\": \"the API document: {e}\"}}"));
-        text.push('\n');
-        text
-    })
+/// The document of a server with default options, as pretty JSON, built
+/// once (docs/openapi.json is a copy of it).
+#[cfg(test)]
+fn document() -> &'static str {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| document_for(&HttpOptions::default()))
 }
 
-/// The API document as JSON text: what `GET /openapi.json` serves.
-pub fn openapi_json() -> String {
-    document().to_owned()
+/// The document of a server with `options`: the limits it states are that
+/// server's (the longest token lifetime, the file size and types).
+pub(crate) fn document_for(options: &HttpOptions) -> String {
+    let mut doc = ApiDoc::openapi();
+    state_limits(&mut doc, options);
+    let mut text = doc
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"the API document: {e}\"}}"));
+    text.push('\n');
+    text
+}
+
+/// The API document, as JSON text, of a server with `options`: what its
+/// `GET /openapi.json` serves.
+pub fn openapi_json(options: &HttpOptions) -> String {
+    document_for(options)
+}
+
+/// Writes a server's own limits where the document states limits.
+fn state_limits(doc: &mut Document, options: &HttpOptions) {
+    use utoipa::openapi::schema::Schema;
+    if let Some(RefOr::T(Schema::Object(issue))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("IssueToken"))
+        && let Some(RefOr::T(Schema::Object(ttl))) = issue.properties.get_mut("ttl_secs")
+    {
+        let max = usize::try_from(options.max_token_ttl_secs).unwrap_or(usize::MAX);
+        ttl.maximum = Some(utoipa::Number::UInt(max));
+        ttl.description = Some(format!(
+            "Seconds, 1 to {} on this server; absent or `null`: {}.",
+            options.max_token_ttl_secs, options.default_token_ttl_secs
+        ));
+    }
+    if let Some(op) = doc
+        .paths
+        .paths
+        .get_mut("/v1/files")
+        .and_then(|item| item.post.as_mut())
+    {
+        let responses = &mut op.responses.responses;
+        if let Some(RefOr::T(r)) = responses.get_mut("413") {
+            r.description = format!("Larger than {} bytes", options.max_file_bytes);
+        }
+        if let Some(RefOr::T(r)) = responses.get_mut("415") {
+            r.description = if options.allowed_file_types.is_empty() {
+                "A content type the server does not accept (this one accepts any)".into()
+            } else {
+                format!(
+                    "A content type other than {}",
+                    options.allowed_file_types.join(", ")
+                )
+            };
+        }
+    }
 }
 
 /// The security schemes, the shared error answers, and links between
@@ -505,6 +551,35 @@ mod tests {
             .collect();
         let served: BTreeSet<(String, String)> = super::super::routes().into_iter().collect();
         assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn a_server_states_its_own_limits() {
+        let options = super::HttpOptions {
+            max_token_ttl_secs: 3_600,
+            max_file_bytes: 1_000,
+            allowed_file_types: vec!["image/*".into()],
+            ..super::HttpOptions::default()
+        };
+        let doc: Value = serde_json::from_str(&super::document_for(&options)).expect("JSON");
+        let ttl = &doc["components"]["schemas"]["IssueToken"]["properties"]["ttl_secs"];
+        assert_eq!(ttl["maximum"], 3_600, "{ttl}");
+        let upload = &doc["paths"]["/v1/files"]["post"]["responses"];
+        assert!(
+            upload["413"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("1000"))
+        );
+        assert!(
+            upload["415"]["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("image/*"))
+        );
+        let default = &document()["components"]["schemas"]["IssueToken"]["properties"];
+        assert_eq!(
+            default["ttl_secs"]["maximum"], 2_592_000,
+            "the default is 30 days"
+        );
     }
 
     /// docs/openapi.json is the document, for readers of the repository.
