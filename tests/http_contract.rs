@@ -36,6 +36,17 @@ async fn requests_the_document_admits_are_taken_and_others_refused() {
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "ttl {ttl}");
     }
+    // A body is an object, never the same fields as an array.
+    for body in [json!([]), json!([3600]), json!("ttl")] {
+        let (s, _) = api
+            .admin("POST", "/v1/admin/users/alice/tokens", Some(body.clone()))
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let (s, _) = api
+        .admin("POST", "/v1/admin/users", Some(json!(["erin", "Erin"])))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
     // Numbers past the document's int64 are refused, not taken.
     let (s, _) = api
         .admin(

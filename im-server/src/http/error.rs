@@ -116,11 +116,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => object_of(v).map(JsonBody),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// A request body as `T`, which every route documents as a JSON object:
+/// serde would also take an array of the fields in order, so that is
+/// refused first.
+fn object_of<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {
@@ -190,7 +200,9 @@ pub(crate) fn optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Resul
     if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))
+    let v = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("bad JSON body: {e}")))?;
+    object_of(v)
 }
 
 impl From<crate::ServerError> for ApiError {
