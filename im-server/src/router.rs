@@ -194,6 +194,11 @@ impl Router {
             }
         };
         let here = self.node();
+        if push.targets.iter().all(|t| &t.node == here) {
+            // One node, or every target here: no split, no copies.
+            self.deliver_local(&push.targets, &bytes);
+            return;
+        }
         let (local, remote): (Vec<Target>, Vec<Target>) =
             push.targets.into_iter().partition(|t| &t.node == here);
         self.deliver_local(&local, &bytes);

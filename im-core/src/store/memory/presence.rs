@@ -1,7 +1,5 @@
 //! In-memory [`PresenceStore`].
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 
 use super::Sharded;
@@ -9,10 +7,15 @@ use crate::Result;
 use crate::model::*;
 use crate::store::{Located, PresenceStore};
 
+/// A user's connected devices. A user has a handful, so a list beats a
+/// nested map: [`PresenceStore::locate_many`] runs once per member of every
+/// group message, and a list is one allocation to touch instead of a table.
+type Devices = Vec<(DeviceId, NodeId)>;
+
 /// In-memory [`PresenceStore`].
 #[derive(Default)]
 pub struct MemoryPresence {
-    users: Sharded<UserId, HashMap<DeviceId, NodeId>>,
+    users: Sharded<UserId, Devices>,
 }
 
 #[async_trait]
@@ -25,7 +28,13 @@ impl PresenceStore for MemoryPresence {
     ) -> Result<Option<NodeId>> {
         let mut shard = self.users.shard(user).lock();
         let devices = shard.entry(user.clone()).or_default();
-        Ok(devices.insert(device.clone(), node.clone()))
+        match devices.iter_mut().find(|(d, _)| d == device) {
+            Some((_, n)) => Ok(Some(std::mem::replace(n, node.clone()))),
+            None => {
+                devices.push((device.clone(), node.clone()));
+                Ok(None)
+            }
+        }
     }
 
     async fn offline(&self, user: &UserId, device: &DeviceId, node: &NodeId) -> Result<bool> {
@@ -33,10 +42,10 @@ impl PresenceStore for MemoryPresence {
         let Some(devices) = shard.get_mut(user) else {
             return Ok(false);
         };
-        if devices.get(device) != Some(node) {
+        let Some(i) = devices.iter().position(|(d, n)| d == device && n == node) else {
             return Ok(false);
-        }
-        devices.remove(device);
+        };
+        devices.swap_remove(i);
         if devices.is_empty() {
             shard.remove(user);
         }
@@ -81,7 +90,7 @@ impl PresenceStore for MemoryPresence {
             out.extend(
                 shard
                     .iter()
-                    .filter(|(_, d)| d.values().any(|n| n == node))
+                    .filter(|(_, d)| d.iter().any(|(_, n)| n == node))
                     .map(|(u, _)| u.clone()),
             );
         }
@@ -94,7 +103,7 @@ impl PresenceStore for MemoryPresence {
             let mut shard = shard.lock();
             shard.retain(|_, devices| {
                 let before = devices.len();
-                devices.retain(|_, n| n != node);
+                devices.retain(|(_, n)| n != node);
                 removed += before - devices.len();
                 !devices.is_empty()
             });
