@@ -233,7 +233,10 @@ try:
     print(open("bench/analysis.md").read())
 except OSError:
     pass
-try:
-    print(open("bench/micro.md").read())
-except OSError:
-    pass
+for extra in ("bench/micro.md", "bench/later.md"):
+    # Written by hand: criterion figures, and the focused runs of later
+    # issues, so a full run keeps them.
+    try:
+        print(open(extra).read())
+    except OSError:
+        pass
