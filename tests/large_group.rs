@@ -1,7 +1,8 @@
 //! A group of 5,000 on two nodes sharing Redis: members online on either
 //! node and offline. Every member gets every message once, in one order;
 //! offline members catch up at login; and a message costs one history row,
-//! not a write per member (read diffusion).
+//! not a write per member (read diffusion). And a large group's members
+//! who reconnect between messages are reached on their new connection.
 
 mod common;
 
@@ -263,6 +264,68 @@ async fn a_group_of_5000_across_two_nodes_online_and_offline() {
     for n in nodes {
         n.stop().await;
     }
+}
+
+/// Reads pushes until a message of `conv` with text `want` arrives; fails
+/// after [`WAIT`] without it.
+async fn until_text(s: &mut TcpStream, buf: &mut BytesMut, conv: &str, want: &str, who: &str) {
+    loop {
+        while let Some(f) = Frame::decode(buf, 1 << 24).expect("frame") {
+            if let Ok(Packet::MessagePush(p)) = Packet::from_frame(&f)
+                && let Some(m) = p.message
+                && m.conversation_id == conv
+                && matches!(m.content.and_then(|c| c.body), Some(pb::content::Body::Text(t)) if t.text == want)
+            {
+                return;
+            }
+        }
+        let n = tokio::time::timeout(WAIT, s.read_buf(buf))
+            .await
+            .unwrap_or_else(|_| panic!("{who}: no {want:?} in time"))
+            .expect("read");
+        assert!(n > 0, "{who}: closed before {want:?}");
+    }
+}
+
+/// The router keeps the connections of a large group's members between
+/// messages; a device that reconnects in between (same user and device, a
+/// new connection) must get the next message live on its new connection,
+/// not on the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_reconnects_between_messages_of_a_large_group_gets_the_next_live() {
+    const ONLINE: usize = 300;
+    let server = TestServer::start().await;
+    let names: Vec<String> = (0..ONLINE).map(|i| format!("m{i}")).collect();
+    let (owner, _owner_ev) = login(&server.tcp.to_string(), "owner", "phone").await;
+    let members: Vec<&str> = names.iter().map(String::as_str).collect();
+    let group = owner.create_group("big", &members).await.expect("group");
+    let conv = format!("g:{}", group.group_id);
+    let mut conns = Vec::new();
+    for name in &names {
+        conns.push(raw_login(server.tcp, name).await);
+    }
+    let send = |t: &'static str| {
+        let (owner, g) = (owner.clone(), group.group_id.clone());
+        async move { owner.send(Peer::group(g), text(t)).await.expect("SENT") }
+    };
+
+    send("one").await;
+    for (i, (s, buf)) in conns.iter_mut().enumerate() {
+        until_text(s, buf, &conv, "one", &names[i]).await;
+    }
+    // m7 connects again as the same device: its old connection is kicked.
+    let (mut s7, mut buf7) = raw_login(server.tcp, "m7").await;
+    // Its new connection catches up with "one" (never acknowledged), so
+    // what comes next can only come live.
+    until_text(&mut s7, &mut buf7, &conv, "one", "m7, again").await;
+    send("two").await;
+    until_text(&mut s7, &mut buf7, &conv, "two", "m7, again").await;
+    for (i, (s, buf)) in conns.iter_mut().enumerate() {
+        if i != 7 {
+            until_text(s, buf, &conv, "two", &names[i]).await;
+        }
+    }
+    server.stop().await;
 }
 
 fn text(s: &str) -> pb::Content {

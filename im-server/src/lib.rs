@@ -46,6 +46,7 @@ mod config;
 mod error;
 #[cfg(feature = "metrics")]
 mod exporter;
+mod fanout;
 pub mod fds;
 mod handle;
 #[cfg(feature = "http")]

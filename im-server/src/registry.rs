@@ -130,6 +130,9 @@ pub(crate) struct Registry {
     shards: Box<[Mutex<UserMap>]>,
     hasher: foldhash::fast::RandomState,
     count: AtomicU64,
+    /// Bumped by every registration and removal: what was resolved at one
+    /// generation is still right while it holds (see [`crate::fanout`]).
+    generation: AtomicU64,
 }
 
 impl Default for Registry {
@@ -140,6 +143,7 @@ impl Default for Registry {
                 .collect(),
             hasher: foldhash::fast::RandomState::default(),
             count: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -166,6 +170,7 @@ impl Registry {
         handle: ConnHandle,
     ) -> Option<ConnHandle> {
         let mut shard = self.shard(user).lock();
+        self.bump();
         let devices = shard.entry(user.clone()).or_default();
         if let Some(slot) = devices.iter_mut().find(|(d, _)| d == device) {
             return Some(std::mem::replace(&mut slot.1, handle));
@@ -189,9 +194,22 @@ impl Registry {
             shard.remove(user);
         }
         if removed {
+            self.bump();
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
         removed
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The registry's generation, read as a read-modify-write so it is
+    /// ordered with the registrations that bump it: whatever this caller
+    /// stored before asking is visible to a session that registers after
+    /// the generation it got. Once per large push, not per delivery.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.fetch_add(0, Ordering::AcqRel)
     }
 
     /// The connection of one device.

@@ -34,6 +34,7 @@ use imkit_proto::{Packet, PacketId, PacketKind};
 
 use crate::bus::ClusterBus;
 use crate::config::Limits;
+use crate::fanout::{self, FanoutMemo};
 use crate::outbox::PushError;
 use crate::registry::{ConnHandle, Registry};
 
@@ -77,6 +78,8 @@ async fn pace(delivered: usize) {
 pub struct Router {
     engine: Engine,
     registry: Arc<Registry>,
+    /// Where the devices of recent large pushes are connected.
+    fanout: Arc<FanoutMemo>,
     bus: Option<Arc<dyn ClusterBus>>,
     max_outbound_frame: usize,
     live_push_bytes: usize,
@@ -101,6 +104,7 @@ impl Router {
         Router {
             engine,
             registry,
+            fanout: Arc::default(),
             bus,
             max_outbound_frame: limits.max_outbound_frame,
             live_push_bytes: limits.live_push_bytes,
@@ -246,21 +250,33 @@ impl Router {
 
     /// Queues encoded bytes for local connections, without waiting: a
     /// user's devices are found in one registry lookup (consecutive targets
-    /// of one user share it). Message pushes are paced (see the module
-    /// docs). Returns how many connections took the frame.
+    /// of one user share it), and a large push's connections come from the
+    /// [`FanoutMemo`] while the registry is unchanged. Message pushes are
+    /// paced (see the module docs). Returns how many connections took the
+    /// frame.
     pub(crate) fn deliver_local(&self, targets: &[Target], bytes: &Bytes) -> usize {
         let kind = PacketKind::of_frame(bytes);
         let mut queued = 0;
-        let mut rest = targets;
-        while let Some(first) = rest.first() {
-            let same_user = rest.iter().take_while(|t| t.user == first.user).count();
-            let (mine, later) = rest.split_at(same_user);
-            rest = later;
-            self.registry.with_devices(&first.user, |device, conn| {
-                if mine.iter().any(|t| &t.device == device) && self.push(conn, kind, bytes) {
+        if targets.len() >= fanout::MIN_TARGETS {
+            let generation = self.registry.generation();
+            let resolved = self.fanout.connections(&self.registry, generation, targets);
+            for conn in resolved.conns().iter().flatten() {
+                if self.push(conn, kind, bytes) {
                     queued += 1;
                 }
-            });
+            }
+        } else {
+            let mut rest = targets;
+            while let Some(first) = rest.first() {
+                let same_user = rest.iter().take_while(|t| t.user == first.user).count();
+                let (mine, later) = rest.split_at(same_user);
+                rest = later;
+                self.registry.with_devices(&first.user, |device, conn| {
+                    if mine.iter().any(|t| &t.device == device) && self.push(conn, kind, bytes) {
+                        queued += 1;
+                    }
+                });
+            }
         }
         if kind == Some(PacketKind::MessagePush) {
             crate::metrics::live_deliveries(queued);

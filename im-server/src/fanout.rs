@@ -1,0 +1,300 @@
+//! A node's memo of where the devices of a large push are connected.
+//!
+//! A message to a group of thousands goes to the same devices message after
+//! message, and finding each device's connection is a registry lookup per
+//! member (a hash, a probe, a key comparison, all on memory the last
+//! message left cold). For a push of at least [`MIN_TARGETS`] targets the
+//! router keeps the connections it found, keyed by the target list, and the
+//! next push to the same list reuses them for as long as the registry's
+//! generation is unchanged: every login and logout on this node bumps it.
+//!
+//! Why a reused entry cannot miss a device: the router reads the
+//! generation after the message is stored (the read is ordered with the
+//! bumps, see [`Registry::generation`]). A device that registered before
+//! that read bumped the generation, so the entry is not used; one that
+//! registers after it syncs after registering, and its sync reads the
+//! message. This is the same argument the registry lookup relies on.
+//!
+//! Bounded: entries together hold at most [`MAX_TARGETS`] targets, the
+//! least recently used go first, and entries of an older generation are
+//! dropped as soon as a newer one is stored (they can never match again).
+//! On a node where logins are constant, large pushes mostly rebuild their
+//! entry, which costs about what the lookups cost without the memo.
+
+use std::sync::Arc;
+
+use imkit_core::Target;
+use imkit_core::model::{DeviceId, UserId};
+use parking_lot::Mutex;
+
+use crate::registry::{ConnHandle, Registry};
+
+/// The fewest targets a push needs for its connections to be kept.
+pub(crate) const MIN_TARGETS: usize = 256;
+
+/// The most targets all entries hold together (about 15 MiB).
+pub(crate) const MAX_TARGETS: usize = 1 << 18;
+
+/// The connections of one target list, found at one registry generation.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    generation: u64,
+    targets: Vec<(UserId, DeviceId)>,
+    /// One per target, in the same order: `None` for a device that had no
+    /// connection here.
+    conns: Vec<Option<ConnHandle>>,
+}
+
+impl Resolved {
+    /// Finds the connection of each target in `registry`, as of
+    /// `generation` (read before the lookups).
+    pub(crate) fn resolve(registry: &Registry, generation: u64, targets: &[Target]) -> Self {
+        let mut conns = Vec::with_capacity(targets.len());
+        let mut rest = targets;
+        while let Some(first) = rest.first() {
+            // Consecutive targets of one user share one lookup.
+            let run = rest.iter().take_while(|t| t.user == first.user).count();
+            let (mine, later) = rest.split_at(run);
+            rest = later;
+            let start = conns.len();
+            conns.resize(start + run, None);
+            registry.with_devices(&first.user, |device, conn| {
+                if let Some(i) = mine.iter().position(|t| &t.device == device) {
+                    conns[start + i] = Some(conn.clone());
+                }
+            });
+        }
+        Resolved {
+            generation,
+            targets: targets
+                .iter()
+                .map(|t| (t.user.clone(), t.device.clone()))
+                .collect(),
+            conns,
+        }
+    }
+
+    /// The connections, one per target (`None`: not connected here).
+    pub(crate) fn conns(&self) -> &[Option<ConnHandle>] {
+        &self.conns
+    }
+
+    /// Whether this was resolved for exactly `targets`. Ids shared with
+    /// the last push compare by pointer, so this is a pass over two lists.
+    fn is_for(&self, targets: &[Target]) -> bool {
+        self.targets.len() == targets.len()
+            && self
+                .targets
+                .iter()
+                .zip(targets)
+                .all(|((u, d), t)| *u == t.user && *d == t.device)
+    }
+
+    /// A cheap first check before [`Resolved::is_for`]: same length, same
+    /// first and last target.
+    fn may_be_for(&self, targets: &[Target]) -> bool {
+        let same = |a: Option<&(UserId, DeviceId)>, b: Option<&Target>| match (a, b) {
+            (Some((u, d)), Some(t)) => *u == t.user && *d == t.device,
+            _ => false,
+        };
+        self.targets.len() == targets.len()
+            && same(self.targets.first(), targets.first())
+            && same(self.targets.last(), targets.last())
+    }
+}
+
+/// The memo: a short list of [`Resolved`] entries, most recently used last.
+#[derive(Debug, Default)]
+pub(crate) struct FanoutMemo {
+    entries: Mutex<Vec<Arc<Resolved>>>,
+}
+
+impl FanoutMemo {
+    /// The connections of `targets` at `generation`: the stored entry if
+    /// one matches, else a fresh resolution (stored when the list is large
+    /// enough and small enough).
+    pub(crate) fn connections(
+        &self,
+        registry: &Registry,
+        generation: u64,
+        targets: &[Target],
+    ) -> Arc<Resolved> {
+        if let Some(hit) = self.find(generation, targets) {
+            return hit;
+        }
+        let fresh = Arc::new(Resolved::resolve(registry, generation, targets));
+        if (MIN_TARGETS..=MAX_TARGETS).contains(&targets.len()) {
+            self.store(fresh.clone());
+        }
+        fresh
+    }
+
+    fn find(&self, generation: u64, targets: &[Target]) -> Option<Arc<Resolved>> {
+        let candidate = {
+            let mut entries = self.entries.lock();
+            let i = entries
+                .iter()
+                .rposition(|e| e.generation == generation && e.may_be_for(targets))?;
+            let e = entries.remove(i);
+            entries.push(e.clone());
+            e
+        };
+        // The whole comparison runs outside the lock.
+        candidate.is_for(targets).then_some(candidate)
+    }
+
+    fn store(&self, fresh: Arc<Resolved>) {
+        let mut entries = self.entries.lock();
+        let generation = fresh.generation;
+        entries.retain(|e| e.generation >= generation && !Arc::ptr_eq(e, &fresh));
+        entries.push(fresh);
+        let mut held: usize = entries.iter().map(|e| e.targets.len()).sum();
+        while held > MAX_TARGETS && entries.len() > 1 {
+            held -= entries.remove(0).targets.len();
+        }
+    }
+
+    /// Targets held by all entries (for tests).
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.entries.lock().iter().map(|e| e.targets.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use imkit_core::Target;
+    use imkit_core::model::{DeviceId, NodeId, UserId};
+
+    use super::{FanoutMemo, MAX_TARGETS, MIN_TARGETS};
+    use crate::outbox::Outbox;
+    use crate::registry::{ConnHandle, Registry};
+
+    fn conn() -> ConnHandle {
+        ConnHandle::new(Arc::new(Outbox::new(16, 1 << 16)))
+    }
+
+    /// `n` users with one device each, all connected to `registry`.
+    fn members(registry: &Registry, prefix: &str, n: usize) -> Vec<Target> {
+        let node = NodeId::from("n1");
+        (0..n)
+            .map(|i| {
+                let (user, device) = (
+                    UserId::from(format!("{prefix}{i}").as_str()),
+                    DeviceId::from("d"),
+                );
+                registry.insert(&user, &device, conn());
+                Target {
+                    user,
+                    device,
+                    node: node.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn ids(conns: &[Option<ConnHandle>]) -> Vec<Option<u64>> {
+        conns.iter().map(|c| c.as_ref().map(|c| c.id)).collect()
+    }
+
+    #[test]
+    fn a_large_list_is_resolved_once_per_generation() {
+        let registry = Registry::default();
+        let memo = FanoutMemo::default();
+        let targets = members(&registry, "u", MIN_TARGETS);
+        let g = registry.generation();
+        let first = memo.connections(&registry, g, &targets);
+        assert!(first.conns().iter().all(Option::is_some));
+        let again = memo.connections(&registry, registry.generation(), &targets);
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same list at the same generation reuses the entry"
+        );
+
+        // A login anywhere on the node: the entry is not used again.
+        registry.insert(&UserId::from("late"), &DeviceId::from("d"), conn());
+        let after = memo.connections(&registry, registry.generation(), &targets);
+        assert!(!Arc::ptr_eq(&first, &after));
+        assert_eq!(ids(first.conns()), ids(after.conns()));
+        assert_eq!(
+            memo.held(),
+            MIN_TARGETS,
+            "the older generation's entry is dropped"
+        );
+    }
+
+    #[test]
+    fn a_reconnected_device_is_found_at_the_next_generation() {
+        let registry = Registry::default();
+        let memo = FanoutMemo::default();
+        let targets = members(&registry, "u", MIN_TARGETS);
+        let before = memo.connections(&registry, registry.generation(), &targets);
+        let fresh = conn();
+        registry.insert(&targets[7].user, &targets[7].device, fresh.clone());
+        let after = memo.connections(&registry, registry.generation(), &targets);
+        assert_eq!(after.conns()[7].as_ref().map(|c| c.id), Some(fresh.id));
+        assert_ne!(before.conns()[7].as_ref().map(|c| c.id), Some(fresh.id));
+    }
+
+    #[test]
+    fn a_different_list_of_the_same_ends_is_not_taken_for_another() {
+        let registry = Registry::default();
+        let memo = FanoutMemo::default();
+        let targets = members(&registry, "u", MIN_TARGETS);
+        let g = registry.generation();
+        memo.connections(&registry, g, &targets);
+        let mut other = targets.clone();
+        other[100] = Target {
+            user: UserId::from("stranger"),
+            ..other[100].clone()
+        };
+        let got = memo.connections(&registry, g, &other);
+        assert!(
+            got.conns()[100].is_none(),
+            "a user with no connection here has none"
+        );
+        assert_eq!(
+            got.conns().iter().filter(|c| c.is_some()).count(),
+            MIN_TARGETS - 1
+        );
+    }
+
+    #[test]
+    fn small_lists_are_not_kept_and_the_memo_is_bounded() {
+        let registry = Registry::default();
+        let memo = FanoutMemo::default();
+        let small = members(&registry, "s", MIN_TARGETS - 1);
+        let g = registry.generation();
+        let a = memo.connections(&registry, g, &small);
+        let b = memo.connections(&registry, g, &small);
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(memo.held(), 0);
+
+        // Lists of a quarter of the bound each: the oldest goes once a
+        // fifth arrives.
+        let quarter = MAX_TARGETS / 4;
+        let node = NodeId::from("n1");
+        let lists: Vec<Vec<Target>> = (0..5)
+            .map(|k| {
+                (0..quarter)
+                    .map(|i| Target {
+                        user: UserId::from(format!("g{k}-{i}").as_str()),
+                        device: DeviceId::from("d"),
+                        node: node.clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let first = memo.connections(&registry, g, &lists[0]);
+        for list in &lists[1..] {
+            memo.connections(&registry, g, list);
+        }
+        assert_eq!(memo.held(), MAX_TARGETS);
+        assert!(!Arc::ptr_eq(
+            &first,
+            &memo.connections(&registry, g, &lists[0])
+        ));
+    }
+}
