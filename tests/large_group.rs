@@ -29,10 +29,19 @@ const PER_SENDER: usize = 10;
 /// Logs in over a raw socket (the login's answer is read, anything pushed
 /// with it is kept in the buffer).
 async fn raw_login(addr: std::net::SocketAddr, user: &str) -> (TcpStream, BytesMut) {
+    raw_login_as(addr, user, "raw").await
+}
+
+/// [`raw_login`] as another device.
+async fn raw_login_as(
+    addr: std::net::SocketAddr,
+    user: &str,
+    device: &str,
+) -> (TcpStream, BytesMut) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let login = Packet::Login(pb::LoginRequest {
         token: token(user),
-        device_id: "raw".into(),
+        device_id: device.into(),
         ..Default::default()
     });
     let bytes = login
@@ -287,12 +296,14 @@ async fn until_text(s: &mut TcpStream, buf: &mut BytesMut, conv: &str, want: &st
     }
 }
 
-/// The router keeps the connections of a large group's members between
-/// messages; a device that reconnects in between (same user and device, a
-/// new connection) must get the next message live on its new connection,
-/// not on the old one.
+/// The engine keeps a large group's located devices between messages, and
+/// the router their connections: a device that reconnects in between (same
+/// user and device, a new connection) must get the next message live on its
+/// new connection, not on the old one, and a member's new device must get
+/// it too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_who_reconnects_between_messages_of_a_large_group_gets_the_next_live() {
+async fn members_who_reconnect_or_add_a_device_between_messages_of_a_large_group_get_the_next_live()
+{
     const ONLINE: usize = 300;
     let server = TestServer::start().await;
     let names: Vec<String> = (0..ONLINE).map(|i| format!("m{i}")).collect();
@@ -318,8 +329,12 @@ async fn a_member_who_reconnects_between_messages_of_a_large_group_gets_the_next
     // Its new connection catches up with "one" (never acknowledged), so
     // what comes next can only come live.
     until_text(&mut s7, &mut buf7, &conv, "one", "m7, again").await;
+    // m9 adds a tablet.
+    let (mut s9, mut buf9) = raw_login_as(server.tcp, "m9", "tablet").await;
+    until_text(&mut s9, &mut buf9, &conv, "one", "m9's tablet").await;
     send("two").await;
     until_text(&mut s7, &mut buf7, &conv, "two", "m7, again").await;
+    until_text(&mut s9, &mut buf9, &conv, "two", "m9's tablet").await;
     for (i, (s, buf)) in conns.iter_mut().enumerate() {
         if i != 7 {
             until_text(s, buf, &conv, "two", &names[i]).await;

@@ -64,7 +64,7 @@ impl World {
 
     async fn route(&self, pushes: Vec<imkit_core::Push>) {
         for push in pushes {
-            for t in push.targets {
+            for t in push.targets.iter() {
                 let key = (t.user.clone(), t.device.clone());
                 let online = self.connected.lock().contains(&key);
                 if online {

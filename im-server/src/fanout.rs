@@ -7,6 +7,8 @@
 //! router keeps the connections it found, keyed by the target list, and the
 //! next push to the same list reuses them for as long as the registry's
 //! generation is unchanged: every login and logout on this node bumps it.
+//! When the engine kept the list too (its own memo of a group's located
+//! devices), the two lists are one allocation and match by pointer.
 //!
 //! Why a reused entry cannot miss a device: the router reads the
 //! generation after the message is stored (the read is ordered with the
@@ -24,7 +26,6 @@
 use std::sync::Arc;
 
 use imkit_core::Target;
-use imkit_core::model::{DeviceId, UserId};
 use parking_lot::Mutex;
 
 use crate::registry::{ConnHandle, Registry};
@@ -39,7 +40,7 @@ pub(crate) const MAX_TARGETS: usize = 1 << 18;
 #[derive(Debug)]
 pub(crate) struct Resolved {
     generation: u64,
-    targets: Vec<(UserId, DeviceId)>,
+    targets: Arc<[Target]>,
     /// One per target, in the same order: `None` for a device that had no
     /// connection here.
     conns: Vec<Option<ConnHandle>>,
@@ -48,9 +49,9 @@ pub(crate) struct Resolved {
 impl Resolved {
     /// Finds the connection of each target in `registry`, as of
     /// `generation` (read before the lookups).
-    pub(crate) fn resolve(registry: &Registry, generation: u64, targets: &[Target]) -> Self {
+    pub(crate) fn resolve(registry: &Registry, generation: u64, targets: &Arc<[Target]>) -> Self {
         let mut conns = Vec::with_capacity(targets.len());
-        let mut rest = targets;
+        let mut rest = &targets[..];
         while let Some(first) = rest.first() {
             // Consecutive targets of one user share one lookup.
             let run = rest.iter().take_while(|t| t.user == first.user).count();
@@ -66,10 +67,7 @@ impl Resolved {
         }
         Resolved {
             generation,
-            targets: targets
-                .iter()
-                .map(|t| (t.user.clone(), t.device.clone()))
-                .collect(),
+            targets: targets.clone(),
             conns,
         }
     }
@@ -79,22 +77,24 @@ impl Resolved {
         &self.conns
     }
 
-    /// Whether this was resolved for exactly `targets`. Ids shared with
-    /// the last push compare by pointer, so this is a pass over two lists.
-    fn is_for(&self, targets: &[Target]) -> bool {
-        self.targets.len() == targets.len()
-            && self
-                .targets
-                .iter()
-                .zip(targets)
-                .all(|((u, d), t)| *u == t.user && *d == t.device)
+    /// Whether this was resolved for exactly `targets`: the same list, or
+    /// one of the same devices in the same order (ids shared with the last
+    /// push compare by pointer, so that is a pass over two lists).
+    fn is_for(&self, targets: &Arc<[Target]>) -> bool {
+        Arc::ptr_eq(&self.targets, targets)
+            || (self.targets.len() == targets.len()
+                && self
+                    .targets
+                    .iter()
+                    .zip(targets.iter())
+                    .all(|(a, t)| a.user == t.user && a.device == t.device))
     }
 
     /// A cheap first check before [`Resolved::is_for`]: same length, same
     /// first and last target.
     fn may_be_for(&self, targets: &[Target]) -> bool {
-        let same = |a: Option<&(UserId, DeviceId)>, b: Option<&Target>| match (a, b) {
-            (Some((u, d)), Some(t)) => *u == t.user && *d == t.device,
+        let same = |a: Option<&Target>, b: Option<&Target>| match (a, b) {
+            (Some(a), Some(t)) => a.user == t.user && a.device == t.device,
             _ => false,
         };
         self.targets.len() == targets.len()
@@ -117,7 +117,7 @@ impl FanoutMemo {
         &self,
         registry: &Registry,
         generation: u64,
-        targets: &[Target],
+        targets: &Arc<[Target]>,
     ) -> Arc<Resolved> {
         if let Some(hit) = self.find(generation, targets) {
             return hit;
@@ -129,7 +129,7 @@ impl FanoutMemo {
         fresh
     }
 
-    fn find(&self, generation: u64, targets: &[Target]) -> Option<Arc<Resolved>> {
+    fn find(&self, generation: u64, targets: &Arc<[Target]>) -> Option<Arc<Resolved>> {
         let candidate = {
             let mut entries = self.entries.lock();
             let i = entries
@@ -177,7 +177,7 @@ mod tests {
     }
 
     /// `n` users with one device each, all connected to `registry`.
-    fn members(registry: &Registry, prefix: &str, n: usize) -> Vec<Target> {
+    fn members(registry: &Registry, prefix: &str, n: usize) -> Arc<[Target]> {
         let node = NodeId::from("n1");
         (0..n)
             .map(|i| {
@@ -245,12 +245,12 @@ mod tests {
         let targets = members(&registry, "u", MIN_TARGETS);
         let g = registry.generation();
         memo.connections(&registry, g, &targets);
-        let mut other = targets.clone();
+        let mut other = targets.to_vec();
         other[100] = Target {
             user: UserId::from("stranger"),
             ..other[100].clone()
         };
-        let got = memo.connections(&registry, g, &other);
+        let got = memo.connections(&registry, g, &other.into());
         assert!(
             got.conns()[100].is_none(),
             "a user with no connection here has none"
@@ -276,7 +276,7 @@ mod tests {
         // fifth arrives.
         let quarter = MAX_TARGETS / 4;
         let node = NodeId::from("n1");
-        let lists: Vec<Vec<Target>> = (0..5)
+        let lists: Vec<Arc<[Target]>> = (0..5)
             .map(|k| {
                 (0..quarter)
                     .map(|i| Target {

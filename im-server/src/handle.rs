@@ -209,11 +209,11 @@ impl ServerHandle {
             pushes.push(imkit_core::Push {
                 packet: imkit_proto::Packet::SyncNotice(notice),
                 packet_id: imkit_proto::PacketId::new(),
-                targets: vec![imkit_core::Target {
+                targets: std::sync::Arc::from([imkit_core::Target {
                     user: user.clone(),
                     device: loc.device,
                     node: loc.node,
-                }],
+                }]),
             });
         }
         let asked = pushes.len();

@@ -200,11 +200,11 @@ impl Router {
         let here = self.node();
         if push.targets.iter().all(|t| &t.node == here) {
             // One node, or every target here: no split, no copies.
-            self.deliver_local(&push.targets, &bytes);
+            self.deliver_shared(&push.targets, &bytes);
             return;
         }
         let (local, remote): (Vec<Target>, Vec<Target>) =
-            push.targets.into_iter().partition(|t| &t.node == here);
+            push.targets.iter().cloned().partition(|t| &t.node == here);
         self.deliver_local(&local, &bytes);
         if remote.is_empty() {
             return;
@@ -248,39 +248,54 @@ impl Router {
         n
     }
 
-    /// Queues encoded bytes for local connections, without waiting: a
-    /// user's devices are found in one registry lookup (consecutive targets
-    /// of one user share it), and a large push's connections come from the
-    /// [`FanoutMemo`] while the registry is unchanged. Message pushes are
-    /// paced (see the module docs). Returns how many connections took the
+    /// Queues encoded bytes for local connections, without waiting (see
+    /// [`Router::deliver_shared`]). Returns how many connections took the
     /// frame.
     pub(crate) fn deliver_local(&self, targets: &[Target], bytes: &Bytes) -> usize {
-        let kind = PacketKind::of_frame(bytes);
-        let mut queued = 0;
         if targets.len() >= fanout::MIN_TARGETS {
-            let generation = self.registry.generation();
-            let resolved = self.fanout.connections(&self.registry, generation, targets);
-            for conn in resolved.conns().iter().flatten() {
-                if self.push(conn, kind, bytes) {
+            return self.deliver_shared(&targets.into(), bytes);
+        }
+        self.deliver_each(targets, PacketKind::of_frame(bytes), bytes)
+    }
+
+    /// Queues encoded bytes for local connections, without waiting: a large
+    /// push's connections come from the [`FanoutMemo`] while the registry
+    /// is unchanged; a small one's from the registry, a user's devices in
+    /// one lookup. Message pushes are paced (see the module docs). Returns
+    /// how many connections took the frame.
+    fn deliver_shared(&self, targets: &Arc<[Target]>, bytes: &Bytes) -> usize {
+        let kind = PacketKind::of_frame(bytes);
+        if targets.len() < fanout::MIN_TARGETS {
+            return self.deliver_each(targets, kind, bytes);
+        }
+        let generation = self.registry.generation();
+        let resolved = self.fanout.connections(&self.registry, generation, targets);
+        let mut queued = 0;
+        for conn in resolved.conns().iter().flatten() {
+            if self.push(conn, kind, bytes) {
+                queued += 1;
+            }
+        }
+        count_live(kind, queued);
+        queued
+    }
+
+    /// [`Router::deliver_local`] through the registry, target by target
+    /// (consecutive targets of one user share a lookup).
+    fn deliver_each(&self, targets: &[Target], kind: Option<PacketKind>, bytes: &Bytes) -> usize {
+        let mut queued = 0;
+        let mut rest = targets;
+        while let Some(first) = rest.first() {
+            let same_user = rest.iter().take_while(|t| t.user == first.user).count();
+            let (mine, later) = rest.split_at(same_user);
+            rest = later;
+            self.registry.with_devices(&first.user, |device, conn| {
+                if mine.iter().any(|t| &t.device == device) && self.push(conn, kind, bytes) {
                     queued += 1;
                 }
-            }
-        } else {
-            let mut rest = targets;
-            while let Some(first) = rest.first() {
-                let same_user = rest.iter().take_while(|t| t.user == first.user).count();
-                let (mine, later) = rest.split_at(same_user);
-                rest = later;
-                self.registry.with_devices(&first.user, |device, conn| {
-                    if mine.iter().any(|t| &t.device == device) && self.push(conn, kind, bytes) {
-                        queued += 1;
-                    }
-                });
-            }
+            });
         }
-        if kind == Some(PacketKind::MessagePush) {
-            crate::metrics::live_deliveries(queued);
-        }
+        count_live(kind, queued);
         queued
     }
 
@@ -318,6 +333,13 @@ impl Router {
             }
             Err(PushError::Closed) => false,
         }
+    }
+}
+
+/// Counts live message deliveries for the metrics.
+fn count_live(kind: Option<PacketKind>, queued: usize) {
+    if kind == Some(PacketKind::MessagePush) {
+        crate::metrics::live_deliveries(queued);
     }
 }
 

@@ -19,6 +19,7 @@
 //! together), `sync.rs` (catch-up, history, the conversation list),
 //! `groups.rs` and `contacts.rs`.
 
+mod audience;
 mod batch;
 mod contacts;
 mod groups;
@@ -150,8 +151,10 @@ pub struct Push {
     pub packet_id: PacketId,
     /// The packet.
     pub packet: Packet,
-    /// Where it goes.
-    pub targets: Vec<Target>,
+    /// Where it goes. Shared: a large group's list is kept between its
+    /// messages (see `Engine::fan_out`), and a transport may key what it
+    /// keeps on it too.
+    pub targets: Arc<[Target]>,
 }
 
 /// What a request produced: the reply for the caller and pushes for others.
@@ -218,6 +221,8 @@ struct Inner {
     hooks: std::sync::OnceLock<crate::hooks::HookRunner>,
     journal: std::sync::OnceLock<crate::journal::EventKinds>,
     push_queue: std::sync::OnceLock<push::PushQueue>,
+    /// Large groups' located devices, kept while presence is unchanged.
+    audiences: audience::Audiences,
 }
 
 impl std::fmt::Debug for Engine {
@@ -248,6 +253,7 @@ impl Engine {
                 hooks: std::sync::OnceLock::new(),
                 journal: std::sync::OnceLock::new(),
                 push_queue: std::sync::OnceLock::new(),
+                audiences: audience::Audiences::default(),
             }),
         }
     }
@@ -513,7 +519,7 @@ impl Engine {
             vec![Push {
                 packet_id: PacketId::new(),
                 packet: Packet::Notification(notification),
-                targets,
+                targets: targets.into(),
             }],
         ))
     }
@@ -558,6 +564,22 @@ impl Engine {
     /// to live, and receivers catch up from their cursors (the cluster asks
     /// every connection to sync once its bus is back).
     async fn fan_out(&self, message: &Message, users: &[UserId], sender: &Caller) -> Result<Push> {
+        // Read after the commit (see `audience`): a large group whose
+        // presence has not changed reuses the last answer.
+        let generation = if users.len() >= audience::MIN_MEMBERS {
+            self.inner.stores.presence.generation()
+        } else {
+            None
+        };
+        if let Some(g) = generation
+            && let Some(kept) = self
+                .inner
+                .audiences
+                .find(g, &message.conversation, sender, users)
+        {
+            self.notify_offline(message, kept.offline.clone());
+            return Ok(message_push(message, kept.targets.clone()));
+        }
         let located = match self.inner.stores.presence.locate_many(users).await {
             Ok(located) => located,
             Err(e) => {
@@ -596,31 +618,48 @@ impl Engine {
                 .filter(|u| **u != sender.user)
                 .cloned(),
         );
+        let targets: Arc<[Target]> = targets.into();
+        if let Some(g) = generation {
+            self.inner.audiences.keep(audience::Audience::new(
+                g,
+                message.conversation.clone(),
+                sender,
+                users,
+                targets.clone(),
+                offline.clone(),
+            ));
+        }
+        self.notify_offline(message, offline);
+        Ok(message_push(message, targets))
+    }
+
+    /// Hands a stored message to the push notifier for members with no
+    /// device connected.
+    fn notify_offline(&self, message: &Message, offline: Vec<UserId>) {
         if !offline.is_empty() {
             crate::telemetry::delivered("offline", offline.len());
             self.queue_pushes(message, offline);
         }
-        Ok(message_push(message, targets))
     }
 }
 
 /// A `MessagePush` whose packet id is the message id, so every copy of one
 /// message is byte-identical.
-fn message_push(m: &Message, targets: Vec<Target>) -> Push {
+fn message_push(m: &Message, targets: impl Into<Arc<[Target]>>) -> Push {
     Push {
         packet_id: PacketId::from(m.id.0),
         packet: Packet::MessagePush(pb::MessagePush {
             message: Some(m.to_pb()),
         }),
-        targets,
+        targets: targets.into(),
     }
 }
 
 /// A push with a fresh packet id.
-pub(crate) fn push_of(packet: Packet, targets: Vec<Target>) -> Push {
+pub(crate) fn push_of(packet: Packet, targets: impl Into<Arc<[Target]>>) -> Push {
     Push {
         packet_id: PacketId::new(),
         packet,
-        targets,
+        targets: targets.into(),
     }
 }

@@ -57,4 +57,14 @@ pub trait PresenceStore: Send + Sync + 'static {
 
     /// Removes every entry that points at `node`; returns how many.
     async fn clear_node(&self, node: &NodeId) -> Result<usize>;
+
+    /// A number that changes whenever an entry is added or removed, read so
+    /// that it is ordered with those changes (whatever the caller wrote
+    /// before reading it is visible to a device that comes online after the
+    /// number it got). `None`, the default, when the store cannot tell
+    /// cheaply (a store shared by many nodes). While it holds, the engine
+    /// reuses what [`PresenceStore::locate_many`] said for a large group.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
 }

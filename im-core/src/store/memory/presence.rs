@@ -1,5 +1,7 @@
 //! In-memory [`PresenceStore`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_trait::async_trait;
 
 use super::Sharded;
@@ -16,6 +18,14 @@ type Devices = Vec<(DeviceId, NodeId)>;
 #[derive(Default)]
 pub struct MemoryPresence {
     users: Sharded<UserId, Devices>,
+    /// Bumped by every change (see [`PresenceStore::generation`]).
+    generation: AtomicU64,
+}
+
+impl MemoryPresence {
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 #[async_trait]
@@ -27,6 +37,7 @@ impl PresenceStore for MemoryPresence {
         node: &NodeId,
     ) -> Result<Option<NodeId>> {
         let mut shard = self.users.shard(user).lock();
+        self.bump();
         let devices = shard.entry(user.clone()).or_default();
         match devices.iter_mut().find(|(d, _)| d == device) {
             Some((_, n)) => Ok(Some(std::mem::replace(n, node.clone()))),
@@ -46,10 +57,16 @@ impl PresenceStore for MemoryPresence {
             return Ok(false);
         };
         devices.swap_remove(i);
+        self.bump();
         if devices.is_empty() {
             shard.remove(user);
         }
         Ok(true)
+    }
+
+    fn generation(&self) -> Option<u64> {
+        // A read-modify-write, so it is ordered with the bumps.
+        Some(self.generation.fetch_add(0, Ordering::AcqRel))
     }
 
     async fn locate(&self, user: &UserId) -> Result<Vec<DeviceLocation>> {
@@ -107,6 +124,9 @@ impl PresenceStore for MemoryPresence {
                 removed += before - devices.len();
                 !devices.is_empty()
             });
+        }
+        if removed > 0 {
+            self.bump();
         }
         Ok(removed)
     }
