@@ -50,6 +50,8 @@
 //! * [`journal`]: the durable event journal the server's webhooks post
 //!   from, recorded in the units' own transactions
 //!   ([`store::journal`]).
+//! * [`memo`]: answers kept while their source's generation holds (a large
+//!   group's fan-out, in the engine and in the server).
 //! * `testing` (feature `testing`): the conformance suite every store
 //!   backend runs.
 //!
@@ -63,6 +65,7 @@ pub mod engine;
 mod error;
 pub mod hooks;
 pub mod journal;
+pub mod memo;
 pub mod model;
 pub mod push;
 pub mod store;

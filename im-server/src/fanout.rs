@@ -26,7 +26,7 @@
 use std::sync::Arc;
 
 use imkit_core::Target;
-use parking_lot::Mutex;
+use imkit_core::memo::{GenerationMemo, Kept};
 
 use crate::registry::{ConnHandle, Registry};
 
@@ -50,21 +50,8 @@ impl Resolved {
     /// Finds the connection of each target in `registry`, as of
     /// `generation` (read before the lookups).
     pub(crate) fn resolve(registry: &Registry, generation: u64, targets: &Arc<[Target]>) -> Self {
-        let mut conns = Vec::with_capacity(targets.len());
-        let mut rest = &targets[..];
-        while let Some(first) = rest.first() {
-            // Consecutive targets of one user share one lookup.
-            let run = rest.iter().take_while(|t| t.user == first.user).count();
-            let (mine, later) = rest.split_at(run);
-            rest = later;
-            let start = conns.len();
-            conns.resize(start + run, None);
-            registry.with_devices(&first.user, |device, conn| {
-                if let Some(i) = mine.iter().position(|t| &t.device == device) {
-                    conns[start + i] = Some(conn.clone());
-                }
-            });
-        }
+        let mut conns = vec![None; targets.len()];
+        registry.each_connection(targets, |i, conn| conns[i] = Some(conn.clone()));
         Resolved {
             generation,
             targets: targets.clone(),
@@ -103,61 +90,53 @@ impl Resolved {
     }
 }
 
-/// The memo: a short list of [`Resolved`] entries, most recently used last.
-#[derive(Debug, Default)]
-pub(crate) struct FanoutMemo {
-    entries: Mutex<Vec<Arc<Resolved>>>,
+impl Kept for Resolved {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn weight(&self) -> usize {
+        self.targets.len()
+    }
+}
+
+/// The memo of [`Resolved`] lists.
+#[derive(Debug)]
+pub(crate) struct FanoutMemo(GenerationMemo<Resolved>);
+
+impl Default for FanoutMemo {
+    fn default() -> Self {
+        FanoutMemo(GenerationMemo::new(MAX_TARGETS))
+    }
 }
 
 impl FanoutMemo {
     /// The connections of `targets` at `generation`: the stored entry if
     /// one matches, else a fresh resolution (stored when the list is large
-    /// enough and small enough).
+    /// enough to be worth it).
     pub(crate) fn connections(
         &self,
         registry: &Registry,
         generation: u64,
         targets: &Arc<[Target]>,
     ) -> Arc<Resolved> {
-        if let Some(hit) = self.find(generation, targets) {
+        if let Some(hit) = self
+            .0
+            .find(generation, |e| e.may_be_for(targets), |e| e.is_for(targets))
+        {
             return hit;
         }
         let fresh = Arc::new(Resolved::resolve(registry, generation, targets));
-        if (MIN_TARGETS..=MAX_TARGETS).contains(&targets.len()) {
-            self.store(fresh.clone());
+        if targets.len() >= MIN_TARGETS {
+            self.0.keep(fresh.clone());
         }
         fresh
-    }
-
-    fn find(&self, generation: u64, targets: &Arc<[Target]>) -> Option<Arc<Resolved>> {
-        let candidate = {
-            let mut entries = self.entries.lock();
-            let i = entries
-                .iter()
-                .rposition(|e| e.generation == generation && e.may_be_for(targets))?;
-            let e = entries.remove(i);
-            entries.push(e.clone());
-            e
-        };
-        // The whole comparison runs outside the lock.
-        candidate.is_for(targets).then_some(candidate)
-    }
-
-    fn store(&self, fresh: Arc<Resolved>) {
-        let mut entries = self.entries.lock();
-        let generation = fresh.generation;
-        entries.retain(|e| e.generation >= generation && !Arc::ptr_eq(e, &fresh));
-        entries.push(fresh);
-        let mut held: usize = entries.iter().map(|e| e.targets.len()).sum();
-        while held > MAX_TARGETS && entries.len() > 1 {
-            held -= entries.remove(0).targets.len();
-        }
     }
 
     /// Targets held by all entries (for tests).
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.entries.lock().iter().map(|e| e.targets.len()).sum()
+        self.0.held()
     }
 }
 
@@ -195,15 +174,21 @@ mod tests {
             .collect()
     }
 
+    /// A registry of [`MIN_TARGETS`] connected users, an empty memo, and
+    /// those users as targets.
+    fn setup() -> (Registry, FanoutMemo, Arc<[Target]>) {
+        let registry = Registry::default();
+        let targets = members(&registry, "u", MIN_TARGETS);
+        (registry, FanoutMemo::default(), targets)
+    }
+
     fn ids(conns: &[Option<ConnHandle>]) -> Vec<Option<u64>> {
         conns.iter().map(|c| c.as_ref().map(|c| c.id)).collect()
     }
 
     #[test]
     fn a_large_list_is_resolved_once_per_generation() {
-        let registry = Registry::default();
-        let memo = FanoutMemo::default();
-        let targets = members(&registry, "u", MIN_TARGETS);
+        let (registry, memo, targets) = setup();
         let g = registry.generation();
         let first = memo.connections(&registry, g, &targets);
         assert!(first.conns().iter().all(Option::is_some));
@@ -227,9 +212,7 @@ mod tests {
 
     #[test]
     fn a_reconnected_device_is_found_at_the_next_generation() {
-        let registry = Registry::default();
-        let memo = FanoutMemo::default();
-        let targets = members(&registry, "u", MIN_TARGETS);
+        let (registry, memo, targets) = setup();
         let before = memo.connections(&registry, registry.generation(), &targets);
         let fresh = conn();
         registry.insert(&targets[7].user, &targets[7].device, fresh.clone());
@@ -240,9 +223,7 @@ mod tests {
 
     #[test]
     fn a_different_list_of_the_same_ends_is_not_taken_for_another() {
-        let registry = Registry::default();
-        let memo = FanoutMemo::default();
-        let targets = members(&registry, "u", MIN_TARGETS);
+        let (registry, memo, targets) = setup();
         let g = registry.generation();
         memo.connections(&registry, g, &targets);
         let mut other = targets.to_vec();

@@ -232,6 +232,29 @@ impl Registry {
         }
     }
 
+    /// Calls `f` with the index and connection of each of `targets`
+    /// connected here. Consecutive targets of one user share one lookup.
+    pub(crate) fn each_connection(
+        &self,
+        targets: &[imkit_core::Target],
+        mut f: impl FnMut(usize, &ConnHandle),
+    ) {
+        let mut start = 0;
+        while let Some(first) = targets.get(start) {
+            let run = targets[start..]
+                .iter()
+                .take_while(|t| t.user == first.user)
+                .count();
+            let mine = &targets[start..start + run];
+            self.with_devices(&first.user, |device, conn| {
+                if let Some(i) = mine.iter().position(|t| &t.device == device) {
+                    f(start + i, conn);
+                }
+            });
+            start += run;
+        }
+    }
+
     /// The connections of a user.
     pub(crate) fn user(&self, user: &UserId) -> Vec<(DeviceId, ConnHandle)> {
         self.shard(user)

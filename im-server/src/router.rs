@@ -280,21 +280,14 @@ impl Router {
         queued
     }
 
-    /// [`Router::deliver_local`] through the registry, target by target
-    /// (consecutive targets of one user share a lookup).
+    /// [`Router::deliver_local`] through the registry, target by target.
     fn deliver_each(&self, targets: &[Target], kind: Option<PacketKind>, bytes: &Bytes) -> usize {
         let mut queued = 0;
-        let mut rest = targets;
-        while let Some(first) = rest.first() {
-            let same_user = rest.iter().take_while(|t| t.user == first.user).count();
-            let (mine, later) = rest.split_at(same_user);
-            rest = later;
-            self.registry.with_devices(&first.user, |device, conn| {
-                if mine.iter().any(|t| &t.device == device) && self.push(conn, kind, bytes) {
-                    queued += 1;
-                }
-            });
-        }
+        self.registry.each_connection(targets, |_, conn| {
+            if self.push(conn, kind, bytes) {
+                queued += 1;
+            }
+        });
         count_live(kind, queued);
         queued
     }

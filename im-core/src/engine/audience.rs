@@ -25,9 +25,8 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use super::{Caller, Target};
+use crate::memo::{GenerationMemo, Kept};
 use crate::model::{ConversationId, DeviceId, UserId};
 
 /// The fewest members a send needs for its audience to be kept.
@@ -70,10 +69,6 @@ impl Audience {
         }
     }
 
-    fn weight(&self) -> usize {
-        self.members.len() + self.targets.len()
-    }
-
     fn may_be(
         &self,
         generation: u64,
@@ -89,10 +84,24 @@ impl Audience {
     }
 }
 
-/// The kept audiences, most recently used last.
-#[derive(Debug, Default)]
-pub(crate) struct Audiences {
-    entries: Mutex<Vec<Arc<Audience>>>,
+impl Kept for Audience {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn weight(&self) -> usize {
+        self.members.len() + self.targets.len()
+    }
+}
+
+/// The kept audiences.
+#[derive(Debug)]
+pub(crate) struct Audiences(GenerationMemo<Audience>);
+
+impl Default for Audiences {
+    fn default() -> Self {
+        Audiences(GenerationMemo::new(MAX_TARGETS))
+    }
 }
 
 impl Audiences {
@@ -105,40 +114,25 @@ impl Audiences {
         sender: &Caller,
         members: &[UserId],
     ) -> Option<Arc<Audience>> {
-        let candidate = {
-            let mut entries = self.entries.lock();
-            let i = entries
-                .iter()
-                .rposition(|e| e.may_be(generation, conversation, sender, members.len()))?;
-            let e = entries.remove(i);
-            entries.push(e.clone());
-            e
-        };
-        // Member ids shared with the last send compare by pointer; the
-        // pass runs outside the lock.
-        (candidate.members == members).then_some(candidate)
+        // Member ids shared with the last send compare by pointer.
+        self.0.find(
+            generation,
+            |e| e.may_be(generation, conversation, sender, members.len()),
+            |e| e.members == members,
+        )
     }
 
-    /// Keeps `audience` (if it is of a size worth keeping), dropping older
-    /// generations and, past the bound, the least recently used.
+    /// Keeps `audience` if its group is large enough to be worth it.
     pub(crate) fn keep(&self, audience: Audience) {
-        if audience.members.len() < MIN_MEMBERS || audience.weight() > MAX_TARGETS {
-            return;
-        }
-        let mut entries = self.entries.lock();
-        let generation = audience.generation;
-        entries.retain(|e| e.generation >= generation);
-        entries.push(Arc::new(audience));
-        let mut held: usize = entries.iter().map(|e| e.weight()).sum();
-        while held > MAX_TARGETS && entries.len() > 1 {
-            held -= entries.remove(0).weight();
+        if audience.members.len() >= MIN_MEMBERS {
+            self.0.keep(Arc::new(audience));
         }
     }
 
     /// Targets and members held (for tests).
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.entries.lock().iter().map(|e| e.weight()).sum()
+        self.0.held()
     }
 }
 
