@@ -149,6 +149,8 @@ fi
 if want 4; then
   start_imkit "$NEW" --store memory
   run reliable --fire-and-forget --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --pairs 500 --window "$WINDOW" --secs "$SECS" --label memory
+  stop_imkit; start_imkit "$NEW" --store memory
+  run reliable --fire-and-forget --signals --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --pairs 500 --window "$WINDOW" --secs "$SECS" --label signals
   stop_imkit
   run reliable --fire-and-forget --system nats --addr 127.0.0.1:18422 --pid "$NATS_PID" --pairs 500 --window "$WINDOW" --secs "$SECS" --label core
 fi

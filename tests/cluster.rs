@@ -61,6 +61,39 @@ async fn one_to_one_across_two_nodes_with_all_receipts() {
     }
 }
 
+/// A live-only signal crosses the bus like any push: bob on another node
+/// gets it with alice's device named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_reaches_a_device_on_another_node() {
+    let Some(redis) = TestRedis::start() else {
+        return;
+    };
+    let nodes = nodes(&redis, 2).await;
+    let (alice, _alice_ev) = login(&nodes[0].tcp.to_string(), "alice", "phone").await;
+    let (_bob, mut bob_ev) = login(&nodes[1].tcp.to_string(), "bob", "laptop").await;
+    alice
+        .signal(Peer::user("bob"), "call.invite", &b"room-9"[..])
+        .await
+        .expect("signal");
+    let s = wait_for(&mut bob_ev, |e| match e {
+        Event::Signal(s) => Some(s),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (
+            s.kind.as_str(),
+            &s.data[..],
+            s.user_id.as_str(),
+            s.device_id.as_str()
+        ),
+        ("call.invite", &b"room-9"[..], "alice", "phone")
+    );
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_spread_over_three_nodes() {
     let Some(redis) = TestRedis::start() else {

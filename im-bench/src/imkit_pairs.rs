@@ -1,5 +1,5 @@
-//! 1:1 scenarios against imkit: closed-loop pairs (reliable or
-//! fire-and-forget) and a fixed offered rate.
+//! 1:1 scenarios against imkit: closed-loop pairs (reliable,
+//! fire-and-forget, or live-only signals) and a fixed offered rate.
 //!
 //! The generator is kept cheap so that it is not what limits the figure:
 //! sends are patched into a pre-encoded frame ([`SendTemplate`]) and written
@@ -15,13 +15,15 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::{FutureExt, StreamExt};
-use imkit_proto::Frame;
+use imkit_proto::{Frame, Packet, PacketKind, pb};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Semaphore;
 
 use crate::imkit::{Rd, login_many, run_id};
 use crate::stats::{self, finish, histogram, parse_payload};
-use crate::wire::{SendTemplate, delivered_up_to, flush, pushed, put_delivered, sent_seq};
+use crate::wire::{
+    SendTemplate, delivered_up_to, flush, pushed, put_delivered, put_packet, sent_seq, signalled,
+};
 use crate::{Report, Target};
 
 /// Most sends one write carries.
@@ -94,7 +96,14 @@ async fn receive(
     let mut buf = BytesMut::with_capacity(256);
     let mut acked = 0u64;
     let on_frame = |f: &Frame, top: &mut u64| {
-        if let Some((seq, text)) = pushed(f) {
+        if let Some(data) = signalled(f) {
+            if run.measuring()
+                && let Some((ts, _)) = parse_payload(data)
+            {
+                Run::record(&run.delivery, micros_since(ts));
+                run.done.fetch_add(1, Ordering::Relaxed);
+            }
+        } else if let Some((seq, text)) = pushed(f) {
             *top = (*top).max(seq);
             if run.measuring()
                 && let Some((ts, _)) = parse_payload(text)
@@ -235,6 +244,78 @@ pub(crate) async fn pairs(
         system: format!("{:?}", t.system),
         connections: pairs * 2,
         notes: format!("{pairs} pairs, window {window}"),
+        ..Report::default()
+    };
+    let h = run
+        .delivery
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| histogram());
+    finish(&mut report, count, elapsed, &h, before, after);
+    Ok(report)
+}
+
+/// 1:1 pairs of live-only `Signal`s, imkit's counterpart of NATS core
+/// publishing: nothing stored, nothing answered. Each sender writes
+/// `window` signals and a `Ping`, then waits for the `Pong` (as the NATS
+/// publisher flushes every `window` messages); a signal counts when its
+/// receiver has it.
+pub(crate) async fn signal_pairs(
+    t: &Target,
+    pairs: usize,
+    window: usize,
+    secs: u64,
+) -> Result<Report, String> {
+    let run = Run::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (mut s_rd, mut s_wr, r_rd, r_wr, conv, receiver) in connect_pairs(t, pairs).await? {
+        tasks.push(tokio::spawn(receive(
+            r_rd,
+            r_wr,
+            conv,
+            run.clone(),
+            false,
+            true,
+        )));
+        let template = SendTemplate::signal(&receiver)?;
+        let stop = stop.clone();
+        let window = window.max(1);
+        tasks.push(tokio::spawn(async move {
+            let ping = Packet::Ping(pb::Ping { client_time_ms: 0 });
+            let mut buf = BytesMut::with_capacity(window * 200);
+            let mut index = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..window {
+                    index += 1;
+                    template.write(&mut buf, index);
+                }
+                if put_packet(&mut buf, &ping).is_err() || flush(&mut s_wr, &mut buf).await.is_err()
+                {
+                    break;
+                }
+                // Up to the Pong; a refused signal's error would come first.
+                loop {
+                    match s_rd.next().await {
+                        Some(Ok(f)) if f.header.kind == PacketKind::Pong as u16 => break,
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    }
+                }
+            }
+        }));
+    }
+    let (count, elapsed, before, after) = measure(&run, t.pid, secs).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in &tasks {
+        task.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut report = Report {
+        scenario: "fire-and-forget".into(),
+        system: format!("{:?}", t.system),
+        connections: pairs * 2,
+        notes: format!("{pairs} pairs, live-only signals, a ping every {window}"),
         ..Report::default()
     };
     let h = run

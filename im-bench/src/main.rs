@@ -117,6 +117,10 @@ enum Scenario {
         /// Without receipts (imkit: SENT acks only; NATS: no acks at all).
         #[arg(long)]
         fire_and_forget: bool,
+        /// imkit only: live-only `Signal`s (never stored or answered) with a
+        /// `Ping` every `window`, the counterpart of NATS core publishing.
+        #[arg(long)]
+        signals: bool,
         /// A label for the report (e.g. the store in use).
         #[arg(long, default_value = "")]
         label: String,
@@ -360,9 +364,14 @@ async fn run(s: Scenario) -> Result<Vec<Report>, String> {
             window,
             secs,
             fire_and_forget,
+            signals,
             label,
         } => {
             let mut r = match target.system {
+                System::ImkitTcp | System::ImkitWs if signals => {
+                    imkit_pairs::signal_pairs(&target, pairs, window, secs).await
+                }
+                _ if signals => Err("--signals is for imkit".into()),
                 System::ImkitTcp | System::ImkitWs => {
                     imkit_pairs::pairs(&target, pairs, window, secs, fire_and_forget).await
                 }

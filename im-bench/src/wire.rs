@@ -1,5 +1,5 @@
-//! The generator's cheap path for imkit: a `Send` frame encoded once and
-//! patched in place per message (no protobuf encoding, no allocation), and
+//! The generator's cheap path for imkit: a `Send` (or `Signal`) frame
+//! encoded once and patched in place per message (no protobuf encoding, no allocation), and
 //! batched writes (many frames per `write`).
 
 use bytes::BytesMut;
@@ -24,7 +24,8 @@ const PACKET_ID_AT: usize = 12;
 #[derive(Debug, Clone)]
 pub(crate) struct SendTemplate {
     bytes: Vec<u8>,
-    cmid_at: usize,
+    /// Where the client message id goes (signals have none).
+    cmid_at: Option<usize>,
     ts_at: usize,
     ix_at: usize,
 }
@@ -44,11 +45,7 @@ impl SendTemplate {
     /// A template for sends to a user (`group` false) or a group.
     pub(crate) fn new(to: &str, group: bool) -> Result<Self, String> {
         use pb::send_request::To;
-        let mut text = Vec::with_capacity(100);
-        text.extend_from_slice(TS_MARK);
-        text.extend_from_slice(IX_MARK);
-        text.resize(100, b'x');
-        let text = String::from_utf8(text).map_err(|e| e.to_string())?;
+        let text = String::from_utf8(Self::text()).map_err(|e| e.to_string())?;
         let packet = Packet::Send(pb::SendRequest {
             client_msg_id: String::from_utf8_lossy(CMID_MARK).into_owned(),
             to: Some(if group {
@@ -63,6 +60,31 @@ impl SendTemplate {
                 })),
             }),
         });
+        Self::of(&packet, true)
+    }
+
+    /// A template for live-only signals (kind `bench`) to a user, carrying
+    /// the same 100 bytes a send's text does.
+    pub(crate) fn signal(to: &str) -> Result<Self, String> {
+        let packet = Packet::Signal(pb::Signal {
+            to: Some(pb::signal::To::ToUserId(to.into())),
+            kind: "bench".into(),
+            data: Self::text().into(),
+            ..Default::default()
+        });
+        Self::of(&packet, false)
+    }
+
+    /// The 100-byte body: timestamp and index placeholders, then filler.
+    fn text() -> Vec<u8> {
+        let mut text = Vec::with_capacity(100);
+        text.extend_from_slice(TS_MARK);
+        text.extend_from_slice(IX_MARK);
+        text.resize(100, b'x');
+        text
+    }
+
+    fn of(packet: &Packet, with_cmid: bool) -> Result<Self, String> {
         let bytes = packet
             .to_frame(PacketId::NIL)
             .to_bytes(usize::MAX)
@@ -70,7 +92,11 @@ impl SendTemplate {
             .to_vec();
         let at = |m: &[u8]| find(&bytes, m).ok_or("placeholder not found in the template");
         Ok(SendTemplate {
-            cmid_at: at(CMID_MARK)?,
+            cmid_at: if with_cmid {
+                Some(at(CMID_MARK)?)
+            } else {
+                None
+            },
             ts_at: at(TS_MARK)?,
             ix_at: at(IX_MARK)?,
             bytes,
@@ -86,7 +112,9 @@ impl SendTemplate {
         out.extend_from_slice(&self.bytes);
         let f = &mut out[start..];
         let now = now_ns();
-        put_hex(&mut f[self.cmid_at..self.cmid_at + 16], index);
+        if let Some(at) = self.cmid_at {
+            put_hex(&mut f[at..at + 16], index);
+        }
         put_hex(&mut f[self.ix_at..self.ix_at + 16], index);
         put_hex(&mut f[self.ts_at..self.ts_at + 16], now);
         f[PACKET_ID_AT..PACKET_ID_AT + 8].copy_from_slice(&now.to_be_bytes());
@@ -123,6 +151,14 @@ pub(crate) fn pushed(frame: &Frame) -> Option<(u64, &[u8])> {
     let content = field(m, 8)?; // Message.content
     let text = field(field(content, 1)?, 1)?; // Content.text.text
     Some((seq, text))
+}
+
+/// The data of a pushed `Signal`; `None` for any other frame.
+pub(crate) fn signalled(frame: &Frame) -> Option<&[u8]> {
+    if frame.header.kind != imkit_proto::PacketKind::Signal as u16 {
+        return None;
+    }
+    field(&frame.payload, 7) // Signal.data
 }
 
 /// The bytes of length-delimited field `number` in a protobuf message.

@@ -293,6 +293,34 @@ impl Client {
             .map_err(|_| ClientError::Closed)
     }
 
+    /// Sends an application signal (call invitations, live reactions,
+    /// shared cursors: data whose worth is now) to the peer or group. The
+    /// server relays it to their connected devices and stores nothing; it
+    /// does not answer, and a device that is offline never gets it. The
+    /// receivers see [`crate::Event::Signal`].
+    pub async fn signal(
+        &self,
+        to: Peer,
+        kind: impl Into<String>,
+        data: impl Into<bytes::Bytes>,
+    ) -> Result<(), ClientError> {
+        use pb::signal::To;
+        let to = match to {
+            Peer::User(u) => To::ToUserId(u),
+            Peer::Group(g) => To::ToGroupId(g),
+        };
+        let packet = Packet::Signal(pb::Signal {
+            to: Some(to),
+            kind: kind.into(),
+            data: data.into(),
+            ..Default::default()
+        });
+        self.tx
+            .send(Command::Fire { packet })
+            .await
+            .map_err(|_| ClientError::Closed)
+    }
+
     /// How many members have read each message of a group conversation.
     pub async fn read_counts(
         &self,

@@ -22,7 +22,7 @@
 //! [`Events`] stream. Log in with [`Client::login`], then send with
 //! [`Client::send_text`] (resolves when the server has stored the message)
 //! and read [`Event`]s: messages in order and without duplicates, receipts,
-//! recalls, typing, kicks and connection changes. The client sends
+//! recalls, typing, application signals, kicks and connection changes. The client sends
 //! heartbeats and delivered receipts by itself, reconnects with backoff,
 //! resends unacknowledged messages with their original ids, and catches up
 //! by itself: when the server says messages wait (a `SyncNotice`), when a
@@ -177,6 +177,9 @@ pub enum Event {
     Receipt(pb::ReceiptPush),
     /// Someone is typing.
     Typing(pb::Typing),
+    /// An application signal from another member's device (never stored:
+    /// it reaches only devices connected when it was sent).
+    Signal(pb::Signal),
     /// A business notification.
     Notification(pb::Notification),
     /// A friend request, acceptance or removal.

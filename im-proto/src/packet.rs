@@ -17,7 +17,7 @@ pub enum Sender {
     Client,
     /// Only servers send it (responses and pushes).
     Server,
-    /// Either side (typing signals).
+    /// Either side (typing and application signals).
     Both,
 }
 
@@ -168,6 +168,8 @@ packets! {
     ReadCount = 0x001A, pb::ReadCountRequest, response: false, sender: Client;
     /// Read counts.
     ReadCountResponse = 0x001B, pb::ReadCountResponse, response: true, sender: Server;
+    /// Live-only application signal, relayed and never stored.
+    Signal = 0x001C, pb::Signal, response: false, sender: Both;
     /// Fetch what this device missed.
     Sync = 0x0020, pb::SyncRequest, response: false, sender: Client;
     /// Missed messages per conversation.

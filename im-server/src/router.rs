@@ -14,8 +14,8 @@
 //! to it stop and it gets one `SyncNotice { BEHIND }`; it pulls what it
 //! missed with `Sync`, which resumes them ([`ConnHandle::catch_up`]). So a
 //! device that reads slowly is never kicked for it, and its queue never
-//! holds more than the limit in pushes. Typing signals are dropped
-//! meanwhile; other pushes (receipts, contact events, notifications) are
+//! holds more than the limit in pushes. Typing and application signals
+//! are dropped meanwhile (they are live-only); other pushes (receipts, contact events, notifications) are
 //! queued within the queue's whole bound, and a connection whose queue is
 //! full even for those is kicked as a slow consumer.
 //!
@@ -302,8 +302,8 @@ impl Router {
                 }
                 outbox.try_push_under(bytes.clone(), self.live_push_bytes)
             }
-            Some(PacketKind::Typing) => {
-                // Ephemeral: a device that is behind does not need it.
+            Some(PacketKind::Typing | PacketKind::Signal) => {
+                // Live-only: a device that is behind does not get it.
                 return !conn.is_behind()
                     && outbox
                         .try_push_under(bytes.clone(), self.live_push_bytes)

@@ -288,7 +288,7 @@ impl Session {
     }
 
     /// Handles `first` and every frame the client pipelined behind it (up
-    /// to [`MAX_PIPELINED`]): sends, receipts and typing signals go to the
+    /// to [`MAX_PIPELINED`]): sends, receipts, typing and signals go to the
     /// engine together ([`Router::exec_many`]), so a connection's
     /// back-to-back sends and receipts share a store commit; anything else
     /// in between is handled on its own, in order, so only one large reply
@@ -375,7 +375,7 @@ impl Session {
         Flow::Continue
     }
 
-    /// Runs sends, receipts and typing signals through the engine together
+    /// Runs sends, receipts, typing and signals through the engine together
     /// and answers each.
     async fn run_requests(&mut self, run: Vec<(PacketId, Packet)>) {
         self.run(run, false).await;
@@ -404,7 +404,7 @@ impl Session {
         }
         let (ids, packets): (Vec<(PacketId, bool)>, Vec<Packet>) = run
             .into_iter()
-            .map(|(id, p)| ((id, matches!(p, Packet::Typing(_))), p))
+            .map(|(id, p)| ((id, unanswered(&p)), p))
             .unzip();
         let turn = match query {
             true => self.shared.queries.clone().acquire_owned().await.ok(),
@@ -415,10 +415,10 @@ impl Session {
             .exec_many(router.engine().handle_many(&caller, packets))
             .await;
         drop(turn);
-        for ((id, is_typing), answer) in ids.into_iter().zip(answers) {
+        for ((id, silent), answer) in ids.into_iter().zip(answers) {
             match answer {
-                // Typing has no response.
-                Ok(_) if is_typing => {}
+                // Typing and signals have no response.
+                Ok(_) if silent => {}
                 Ok(reply) => self.send(reply, id).await,
                 Err(e) => {
                     if matches!(e, imkit_core::Error::Store { .. }) {
@@ -467,11 +467,11 @@ impl Session {
                 return Flow::Close;
             }
             packet => {
-                let is_typing = matches!(packet, Packet::Typing(_));
+                let silent = unanswered(&packet);
                 let router = &self.shared.router;
                 match router.exec(router.engine().handle(&caller, packet)).await {
                     Ok(reply) => {
-                        if !is_typing {
+                        if !silent {
                             self.send(reply, id).await;
                         }
                     }
@@ -608,6 +608,12 @@ impl Session {
 fn batched(packet: &Packet) -> bool {
     matches!(
         packet,
-        Packet::Send(_) | Packet::Receipt(_) | Packet::Typing(_)
+        Packet::Send(_) | Packet::Receipt(_) | Packet::Typing(_) | Packet::Signal(_)
     )
+}
+
+/// Whether a request goes unanswered when it succeeds: the live-only
+/// relays (typing and application signals).
+fn unanswered(packet: &Packet) -> bool {
+    matches!(packet, Packet::Typing(_) | Packet::Signal(_))
 }

@@ -328,6 +328,12 @@ impl RawConn {
             .expect("write");
     }
 
+    pub async fn send_frame(&mut self, frame: &Frame) {
+        use tokio::io::AsyncWriteExt;
+        let bytes = frame.to_bytes(usize::MAX).expect("encode");
+        self.stream.write_all(&bytes).await.expect("write");
+    }
+
     /// The next frame, or `None` at the end of the stream or after `WAIT`.
     pub async fn next(&mut self) -> Option<Frame> {
         use tokio::io::AsyncReadExt;

@@ -45,6 +45,7 @@ impl Actor {
             }
             Packet::ReceiptPush(r) => self.emit(Event::Receipt(r)).await,
             Packet::Typing(t) => self.emit(Event::Typing(t)).await,
+            Packet::Signal(x) => self.emit(Event::Signal(x)).await,
             Packet::Notification(n) => self.emit(Event::Notification(n)).await,
             Packet::ContactEvent(c) => self.emit(Event::Contact(c)).await,
             Packet::Kicked(k) => {

@@ -14,7 +14,8 @@
 //! (see [`Engine::login`] and [`Engine::sync`]). Users with no device online
 //! are handed to the [`PushNotifier`].
 //!
-//! Files: `send.rs` (sending, recall, typing), `receipts.rs` (cursors and
+//! Files: `send.rs` (sending, recall), `signal.rs` (typing and application
+//! signals, relayed live and never stored), `receipts.rs` (cursors and
 //! read counts), `batch.rs` (a connection's pipelined requests committed
 //! together), `sync.rs` (catch-up, history, the conversation list),
 //! `groups.rs` and `contacts.rs`.
@@ -27,6 +28,7 @@ pub use groups::EVENT_MAX_NAMED_USERS;
 mod push;
 mod receipts;
 mod send;
+mod signal;
 mod sync;
 
 use std::sync::Arc;
@@ -51,6 +53,10 @@ pub struct EngineConfig {
     pub max_custom_bytes: usize,
     /// Longest file name, in bytes (default 255).
     pub max_file_name_bytes: usize,
+    /// Most bytes of a [`pb::Signal`]'s kind and data together (default
+    /// 4,096). Signals are relayed, never stored: they are for small, live
+    /// data.
+    pub max_signal_bytes: usize,
     /// Messages per conversation in a sync answer when the client names no
     /// limit (default 100).
     pub sync_default_limit: usize,
@@ -98,6 +104,7 @@ impl Default for EngineConfig {
             max_text_bytes: 16 * 1024,
             max_custom_bytes: 64 * 1024,
             max_file_name_bytes: 255,
+            max_signal_bytes: 4096,
             sync_default_limit: 100,
             sync_max_limit: 500,
             history_default_limit: 50,
@@ -406,6 +413,11 @@ impl Engine {
                 let pushes = self.typing(caller, r).await?;
                 // Typing has no response; the transport drops this reply.
                 Outcome::new(P::Typing(pb::Typing::default()), pushes)
+            }
+            P::Signal(r) => {
+                let pushes = self.signal(caller, r).await?;
+                // Signals have no response either.
+                Outcome::new(P::Signal(pb::Signal::default()), pushes)
             }
             other => {
                 return Err(Error::InvalidArgument(format!(

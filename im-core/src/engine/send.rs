@@ -1,9 +1,9 @@
-//! Sending, recall and typing: who may write where, what content is
-//! accepted, and the unit of work each send commits.
+//! Sending and recall: who may write where, what content is accepted, and
+//! the unit of work each send commits.
 
-use imkit_proto::{Packet, pb};
+use imkit_proto::pb;
 
-use super::{Caller, Engine, Outcome, Push, push_of};
+use super::{Caller, Engine, Outcome};
 use crate::journal::{EventKind, Recorded};
 use crate::model::*;
 use crate::store::{Committed, MoveTo, UnitOfWork};
@@ -65,8 +65,8 @@ impl Engine {
         Ok(members.into_iter().map(|m| m.user).collect())
     }
 
-    /// The conversation a send or typing signal goes to, authorized.
-    async fn destination(
+    /// The conversation a send, typing or signal goes to, authorized.
+    pub(super) async fn destination(
         &self,
         caller: &Caller,
         to_user: Option<&str>,
@@ -420,25 +420,5 @@ impl Engine {
             },
             pushes,
         ))
-    }
-
-    /// Relays a typing signal to the other members' connected devices.
-    pub async fn typing(&self, caller: &Caller, req: pb::Typing) -> Result<Vec<Push>> {
-        use pb::typing::To;
-        let (to_user, to_group) = match &req.to {
-            Some(To::ToUserId(u)) => (Some(u.as_str()), None),
-            Some(To::ToGroupId(g)) => (None, Some(g.as_str())),
-            None => (None, None),
-        };
-        let (conv, members) = self.destination(caller, to_user, to_group).await?;
-        let others: Vec<UserId> = members.into_iter().filter(|u| *u != caller.user).collect();
-        let targets = self.online_targets(&others, None).await?;
-        let packet = Packet::Typing(pb::Typing {
-            to: None,
-            conversation_id: conv.to_string(),
-            user_id: caller.user.to_string(),
-            active: req.active,
-        });
-        Ok(vec![push_of(packet, targets)])
     }
 }
