@@ -51,6 +51,7 @@ pub mod fds;
 mod handle;
 #[cfg(feature = "http")]
 pub mod http;
+mod inbuf;
 mod lifecycle;
 pub mod metrics;
 mod outbox;

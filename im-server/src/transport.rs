@@ -10,7 +10,9 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use imkit_proto::{Frame, ProtoError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::inbuf::InBuf;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
@@ -126,10 +128,6 @@ impl AsyncWrite for Socket {
 
 pub(crate) type Ws = WebSocketStream<Socket>;
 
-/// Initial read buffer per TCP connection; it grows with the bytes of the
-/// frame being read (never to a length the peer only declared).
-const INITIAL_READ_BUFFER: usize = 256;
-
 /// Why reading stopped.
 #[derive(Debug)]
 pub(crate) enum ReadError {
@@ -145,14 +143,14 @@ pub(crate) enum ReadError {
 pub(crate) enum FrameReader {
     Tcp {
         rd: OwnedReadHalf,
-        buf: BytesMut,
+        buf: InBuf,
         max: usize,
     },
     /// TCP framing inside TLS: the same frames, decrypted by rustls.
     #[cfg(feature = "tls")]
     Tls {
         rd: tokio::io::ReadHalf<TlsTcp>,
-        buf: BytesMut,
+        buf: InBuf,
         max: usize,
     },
     Ws {
@@ -175,7 +173,7 @@ pub(crate) fn tcp(stream: TcpStream, max_inbound: usize) -> (FrameReader, FrameW
     (
         FrameReader::Tcp {
             rd,
-            buf: BytesMut::with_capacity(INITIAL_READ_BUFFER),
+            buf: InBuf::default(),
             max: max_inbound,
         },
         FrameWriter::Tcp(wr),
@@ -189,7 +187,7 @@ pub(crate) fn tls(stream: TlsTcp, max_inbound: usize) -> (FrameReader, FrameWrit
     (
         FrameReader::Tls {
             rd,
-            buf: BytesMut::with_capacity(INITIAL_READ_BUFFER),
+            buf: InBuf::default(),
             max: max_inbound,
         },
         FrameWriter::Tls(wr),
@@ -222,7 +220,7 @@ impl FrameReader {
     /// Cancel-safe: bytes already read stay buffered.
     pub(crate) async fn next(&mut self) -> Result<Option<Frame>, ReadError> {
         match self {
-            FrameReader::Tcp { rd, buf, max } => read_frame(rd, buf, *max).await,
+            FrameReader::Tcp { rd, buf, max } => read_tcp_frame(rd, buf, *max).await,
             #[cfg(feature = "tls")]
             FrameReader::Tls { rd, buf, max } => read_frame(rd, buf, *max).await,
             FrameReader::Ws { rd, max } => loop {
@@ -248,26 +246,60 @@ impl FrameReader {
     }
 }
 
-/// The next frame of a byte stream; `Ok(None)` when the peer closed
-/// between frames. Cancel-safe: bytes already read stay in `buf`.
-async fn read_frame(
-    rd: &mut (impl AsyncRead + Unpin),
-    buf: &mut BytesMut,
+/// The next frame of a TCP connection; `Ok(None)` when the peer closed
+/// between frames. Reads only once the socket has bytes, letting an empty
+/// buffer go while it waits. Cancel-safe: bytes already read stay in `buf`.
+async fn read_tcp_frame(
+    rd: &mut OwnedReadHalf,
+    buf: &mut InBuf,
     max: usize,
 ) -> Result<Option<Frame>, ReadError> {
     loop {
-        if let Some(frame) = Frame::decode(buf, max).map_err(ReadError::Proto)? {
+        if let Some(frame) = Frame::decode(&mut buf.buf, max).map_err(ReadError::Proto)? {
             return Ok(Some(frame));
         }
-        if buf.capacity() == buf.len() {
-            buf.reserve(INITIAL_READ_BUFFER);
-        }
-        match rd.read_buf(buf).await {
-            Ok(0) if buf.is_empty() => return Ok(None),
-            Ok(0) => return Err(ReadError::Io("connection closed mid-frame".into())),
-            Ok(_) => {}
+        let offered = buf.make_room();
+        match rd.try_read_buf(&mut buf.buf) {
+            Ok(0) => return closed(buf),
+            Ok(n) => buf.read_done(n, offered),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                buf.idle();
+                rd.readable()
+                    .await
+                    .map_err(|e| ReadError::Io(e.to_string()))?;
+            }
             Err(e) => return Err(ReadError::Io(e.to_string())),
         }
+    }
+}
+
+/// [`read_tcp_frame`] for any byte stream (TLS), without letting the
+/// buffer go.
+#[cfg(feature = "tls")]
+async fn read_frame(
+    rd: &mut (impl AsyncRead + Unpin),
+    buf: &mut InBuf,
+    max: usize,
+) -> Result<Option<Frame>, ReadError> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(frame) = Frame::decode(&mut buf.buf, max).map_err(ReadError::Proto)? {
+            return Ok(Some(frame));
+        }
+        let offered = buf.make_room();
+        match rd.read_buf(&mut buf.buf).await {
+            Ok(0) => return closed(buf),
+            Ok(n) => buf.read_done(n, offered),
+            Err(e) => return Err(ReadError::Io(e.to_string())),
+        }
+    }
+}
+
+/// The end of the stream: clean between frames, an error inside one.
+fn closed(buf: &InBuf) -> Result<Option<Frame>, ReadError> {
+    match buf.buf.is_empty() {
+        true => Ok(None),
+        false => Err(ReadError::Io("connection closed mid-frame".into())),
     }
 }
 
@@ -340,21 +372,22 @@ impl FrameReader {
     pub(crate) fn try_next(&mut self) -> Option<Frame> {
         match self {
             FrameReader::Tcp { rd, buf, max } => {
-                if let Ok(Some(frame)) = Frame::decode(buf, *max) {
+                if let Ok(Some(frame)) = Frame::decode(&mut buf.buf, *max) {
                     return Some(frame);
                 }
-                if buf.capacity() == buf.len() {
-                    buf.reserve(INITIAL_READ_BUFFER);
-                }
-                match rd.try_read_buf(buf) {
-                    Ok(n) if n > 0 => Frame::decode(buf, *max).ok().flatten(),
+                let offered = buf.make_room();
+                match rd.try_read_buf(&mut buf.buf) {
+                    Ok(n) if n > 0 => {
+                        buf.read_done(n, offered);
+                        Frame::decode(&mut buf.buf, *max).ok().flatten()
+                    }
                     _ => None,
                 }
             }
             // Already decrypted and buffered frames only: rustls has no
             // non-blocking read of its own.
             #[cfg(feature = "tls")]
-            FrameReader::Tls { buf, max, .. } => Frame::decode(buf, *max).ok().flatten(),
+            FrameReader::Tls { buf, max, .. } => Frame::decode(&mut buf.buf, *max).ok().flatten(),
             // A WebSocket message taken here but not a frame (a close, a
             // text) would be lost to `next`, so WebSocket requests are
             // taken one at a time.
