@@ -303,6 +303,9 @@ fn closed(buf: &InBuf) -> Result<Option<Frame>, ReadError> {
     }
 }
 
+/// Most buffers of a write that go on the stack.
+const STACK_IOV: usize = 32;
+
 /// Most buffers one `writev` takes (Linux's `IOV_MAX` is 1,024).
 const MAX_IOV: usize = 1_024;
 
@@ -332,6 +335,21 @@ impl Written {
 
     fn done(&self, frames: &[Bytes]) -> bool {
         self.frames >= frames.len()
+    }
+
+    /// Puts what is left to write in `out`, as many buffers as fit;
+    /// returns how many.
+    fn fill<'a>(&self, frames: &'a [Bytes], out: &mut [io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        if let Some(first) = frames.get(self.frames) {
+            out[0] = io::IoSlice::new(&first[self.bytes..]);
+            n = 1;
+            for (slot, f) in out[1..].iter_mut().zip(&frames[self.frames + 1..]) {
+                *slot = io::IoSlice::new(f);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// What is left to write, as buffers for one `writev`.
@@ -409,10 +427,19 @@ impl FrameWriter {
         let FrameWriter::Tcp(wr) = self else {
             return Ok(false);
         };
-        let mut slices = Vec::new();
+        // The usual batch is a few frames: their buffers go on the stack,
+        // so a write allocates nothing.
+        let mut stack = [io::IoSlice::new(&[]); STACK_IOV];
+        let mut heap = Vec::new();
         while !written.done(frames) {
-            written.slices(frames, &mut slices);
-            match wr.try_write_vectored(&slices) {
+            let slices: &[io::IoSlice<'_>] = if frames.len() - written.frames <= STACK_IOV {
+                let n = written.fill(frames, &mut stack);
+                &stack[..n]
+            } else {
+                written.slices(frames, &mut heap);
+                &heap
+            };
+            match wr.try_write_vectored(slices) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => written.advance(frames, n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -493,6 +520,54 @@ mod tests {
             .await
             .expect("write");
         wr.shutdown().await.expect("shutdown");
+        let got = reader.await.expect("reader");
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes arrive whole and in order");
+    }
+
+    /// Batches around the stack's size and far past what a socket takes
+    /// at once, written as the writer task does: what the socket takes
+    /// now, then the rest.
+    #[tokio::test]
+    async fn batches_of_every_size_arrive_whole_and_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let sizes = [
+            1usize,
+            2,
+            STACK_IOV - 1,
+            STACK_IOV,
+            STACK_IOV + 1,
+            700,
+            2_000,
+        ];
+        let batches: Vec<Vec<Bytes>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(b, n)| {
+                (0..*n)
+                    .map(|i| Bytes::from(vec![(b * 31 + i) as u8; 1 + (i * 7919) % 3_000]))
+                    .collect()
+            })
+            .collect();
+        let expected: Vec<u8> = batches.iter().flatten().flat_map(|f| f.to_vec()).collect();
+        let reader = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        let (_, mut w) = tcp(TcpStream::connect(addr).await.expect("connect"), 1 << 20);
+        for batch in &batches {
+            let mut written = Written::default();
+            if !w.try_write_batch(batch, &mut written).expect("write") {
+                w.write_rest(batch, &mut written).await.expect("rest");
+            }
+            assert!(written.done(batch));
+        }
+        w.close().await;
         let got = reader.await.expect("reader");
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "bytes arrive whole and in order");
