@@ -264,7 +264,9 @@ async fn read_tcp_frame(
             Ok(n) => buf.read_done(n, offered),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 buf.idle();
-                rd.readable()
+                // Polled in place rather than through `readable()`, whose
+                // waiter would add to every idle connection's future.
+                std::future::poll_fn(|cx| rd.as_ref().poll_read_ready(cx))
                     .await
                     .map_err(|e| ReadError::Io(e.to_string()))?;
             }
