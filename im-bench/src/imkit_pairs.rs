@@ -169,18 +169,19 @@ async fn connect_pairs(
     Ok(out)
 }
 
+/// Measures for `secs` after a second of warm-up, stops the scenario's
+/// tasks (`stop` first, where its writers check one), and fills `report`
+/// with the count, the delivery latencies and the CPU samples.
 async fn measure(
     run: &Run,
-    pid: Option<u32>,
+    t: &Target,
     secs: u64,
-) -> (
-    u64,
-    Duration,
-    Option<stats::ProcSample>,
-    Option<stats::ProcSample>,
-) {
+    tasks: &[tokio::task::JoinHandle<()>],
+    stop: Option<&AtomicBool>,
+    mut report: Report,
+) -> Report {
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = stats::sample(pid);
+    let before = stats::sample(t.pid);
     run.measuring.store(true, Ordering::Relaxed);
     let base = run.done.load(Ordering::Relaxed);
     let start = Instant::now();
@@ -188,7 +189,21 @@ async fn measure(
     let count = run.done.load(Ordering::Relaxed) - base;
     let elapsed = start.elapsed();
     run.measuring.store(false, Ordering::Relaxed);
-    (count, elapsed, before, stats::sample(pid))
+    let after = stats::sample(t.pid);
+    if let Some(stop) = stop {
+        stop.store(true, Ordering::Relaxed);
+    }
+    for task in tasks {
+        task.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let h = run
+        .delivery
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| histogram());
+    finish(&mut report, count, elapsed, &h, before, after);
+    report
 }
 
 /// 1:1 pairs with a window of in-flight messages per sender. Reliable: a
@@ -229,13 +244,7 @@ pub(crate) async fn pairs(
             stop.clone(),
         )));
     }
-    let (count, elapsed, before, after) = measure(&run, t.pid, secs).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in &tasks {
-        task.abort();
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut report = Report {
+    let report = Report {
         scenario: if fire {
             "fire-and-forget".into()
         } else {
@@ -246,13 +255,7 @@ pub(crate) async fn pairs(
         notes: format!("{pairs} pairs, window {window}"),
         ..Report::default()
     };
-    let h = run
-        .delivery
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|_| histogram());
-    finish(&mut report, count, elapsed, &h, before, after);
-    Ok(report)
+    Ok(measure(&run, t, secs, &tasks, Some(&stop), report).await)
 }
 
 /// 1:1 pairs of live-only `Signal`s, imkit's counterpart of NATS core
@@ -305,26 +308,14 @@ pub(crate) async fn signal_pairs(
             }
         }));
     }
-    let (count, elapsed, before, after) = measure(&run, t.pid, secs).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in &tasks {
-        task.abort();
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut report = Report {
+    let report = Report {
         scenario: "fire-and-forget".into(),
         system: format!("{:?}", t.system),
         connections: pairs * 2,
         notes: format!("{pairs} pairs, live-only signals, a ping every {window}"),
         ..Report::default()
     };
-    let h = run
-        .delivery
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|_| histogram());
-    finish(&mut report, count, elapsed, &h, before, after);
-    Ok(report)
+    Ok(measure(&run, t, secs, &tasks, Some(&stop), report).await)
 }
 
 /// A sender's reader: completes messages and frees window slots.
@@ -434,12 +425,7 @@ pub(crate) async fn rate(t: &Target, pairs: usize, rate: u64, secs: u64) -> Resu
             }
         }));
     }
-    let (count, elapsed, before, after) = measure(&run, t.pid, secs).await;
-    for task in &tasks {
-        task.abort();
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut report = Report {
+    let report = Report {
         scenario: "rate".into(),
         system: format!("{:?}", t.system),
         connections: pairs * 2,
@@ -448,12 +434,7 @@ pub(crate) async fn rate(t: &Target, pairs: usize, rate: u64, secs: u64) -> Resu
         ),
         ..Report::default()
     };
-    let h = run
-        .delivery
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|_| histogram());
-    finish(&mut report, count, elapsed, &h, before, after);
+    let mut report = measure(&run, t, secs, &tasks, None, report).await;
     if let Ok(a) = run.ack.lock() {
         report.set_ack(&a);
     }
