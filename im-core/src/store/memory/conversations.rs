@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{FastMap, FastState, MemoryJournal, Sharded};
+use super::{FastMap, FastState, MemoryJournal, Prehashed, Sharded};
 use crate::model::*;
 use crate::store::{Committed, ConversationStore, Cursor, Direction, Moved, Position, UnitOfWork};
 use crate::{Error, Result};
@@ -67,7 +67,7 @@ impl Conv {
 #[derive(Default)]
 pub struct MemoryConversations {
     convs: Sharded<ConversationId, Conv>,
-    by_client: Sharded<ClientKey, (ConversationId, u64)>,
+    by_client: Sharded<Prehashed<ClientKey>, (ConversationId, u64)>,
     by_id: Sharded<MessageId, (ConversationId, u64)>,
     lists: Sharded<UserId, HashSet<ConversationId, FastState>>,
     journal: Arc<MemoryJournal>,
@@ -101,9 +101,10 @@ impl ConversationStore for MemoryConversations {
         } = unit;
         // Lock order: the sender's de-duplication slot, then the
         // conversation.
-        let key: Option<ClientKey> = append
-            .as_ref()
-            .map(|m| (m.sender.clone(), m.client_msg_id.clone()));
+        let key = append.as_ref().map(|m| {
+            self.by_client
+                .prehash((m.sender.clone(), m.client_msg_id.clone()))
+        });
         let mut clients = key.as_ref().map(|k| self.by_client.shard(k).lock());
         if let (Some(k), Some(clients)) = (&key, &clients)
             && let Some((conv, seq)) = clients.get(k)
@@ -214,7 +215,9 @@ impl ConversationStore for MemoryConversations {
         sender: &UserId,
         client_msg_id: &str,
     ) -> Result<Option<Message>> {
-        let key: ClientKey = (sender.clone(), client_msg_id.to_owned());
+        let key = self
+            .by_client
+            .prehash((sender.clone(), client_msg_id.to_owned()));
         let found = self.by_client.shard(&key).lock().get(&key).cloned();
         Ok(found.and_then(|(c, s)| self.at(&c, s)))
     }
