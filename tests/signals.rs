@@ -264,3 +264,60 @@ async fn refused_signals_get_an_error_and_accepted_ones_nothing() {
     }
     server.stop().await;
 }
+
+/// A large group's signals reuse the devices its messages were fanned out
+/// to (kept while presence is unchanged), less the sender's other devices;
+/// a member who reconnects or adds a device between two signals gets the
+/// second on the new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_group_s_signals_reach_every_member_and_follow_reconnects() {
+    // Above the size whose audience the engine keeps (256).
+    const MEMBERS: usize = 300;
+    let server = TestServer::start().await;
+    let addr = server.tcp.to_string();
+    let (owner, _owner_events) = login(&addr, "owner", "phone").await;
+    let (_owner_tablet, mut owner_tablet) = login(&addr, "owner", "tablet").await;
+    let names: Vec<String> = (0..MEMBERS).map(|i| format!("m{i}")).collect();
+    let mut members = Vec::new();
+    for name in &names {
+        members.push(login(&addr, name, "phone").await);
+    }
+    let list: Vec<&str> = names.iter().map(String::as_str).collect();
+    let group = owner.create_group("town", &list).await.expect("group");
+    let to = || Peer::group(&group.group_id);
+
+    // A message first: its fan-out is what the signal reuses.
+    owner.send_text(to(), "one").await.expect("send");
+    owner.signal(to(), "wave", &b"1"[..]).await.expect("signal");
+    owner.send_text(to(), "barrier").await.expect("send");
+    for (i, (_, events)) in members.iter_mut().enumerate() {
+        let s = next_signal(events).await;
+        assert_eq!(
+            (s.kind.as_str(), &s.data[..]),
+            ("wave", &b"1"[..]),
+            "{}",
+            names[i]
+        );
+    }
+    let seen = events_until(&mut owner_tablet, "barrier").await;
+    assert!(
+        !seen.iter().any(|e| matches!(e, Event::Signal(_))),
+        "the sender's other device got its own signal: {seen:?}"
+    );
+
+    // m7 connects again as the same device; m9 adds a tablet.
+    let (_m7, mut m7) = login(&addr, "m7", "phone").await;
+    let (_m9_tablet, mut m9_tablet) = login(&addr, "m9", "tablet").await;
+    owner.signal(to(), "wave", &b"2"[..]).await.expect("signal");
+    for (who, events) in [("m7, again", &mut m7), ("m9's tablet", &mut m9_tablet)] {
+        let s = next_signal(events).await;
+        assert_eq!(&s.data[..], b"2", "{who}");
+    }
+    for (i, (_, events)) in members.iter_mut().enumerate() {
+        if i != 7 {
+            let s = next_signal(events).await;
+            assert_eq!(&s.data[..], b"2", "{}", names[i]);
+        }
+    }
+    server.stop().await;
+}

@@ -220,13 +220,26 @@ pub(crate) fn text_of(m: &pb::MessagePush) -> &[u8] {
     }
 }
 
-/// One group of `members` online members; one sender at `rate` msg/s.
-/// Latency is time to the last member, per message.
+/// A live-only `Signal` to a group carrying [`payload`] `index`.
+fn group_signal_frame(group: &str, index: u64) -> Frame {
+    Packet::Signal(pb::Signal {
+        to: Some(pb::signal::To::ToGroupId(group.into())),
+        kind: "bench".into(),
+        data: payload(index).into_bytes().into(),
+        ..Default::default()
+    })
+    .to_frame(PacketId::new())
+}
+
+/// One group of `members` online members; one sender at `rate` msg/s
+/// (with `signals`, live-only signals instead of messages). Latency is
+/// time to the last member, per message.
 pub(crate) async fn broadcast(
     t: &Target,
     members: usize,
     rate: u64,
     secs: u64,
+    signals: bool,
 ) -> Result<Report, String> {
     let run = run_id();
     let names: Vec<String> = (0..members).map(|i| format!("b{run}-{i}")).collect();
@@ -241,8 +254,10 @@ pub(crate) async fn broadcast(
         tasks.push(tokio::spawn(async move {
             let _keep = wr;
             while let Some(Ok(frame)) = rd.next().await {
-                if let Ok(Packet::MessagePush(m)) = Packet::from_frame(&frame) {
-                    f.seen(text_of(&m));
+                match Packet::from_frame(&frame) {
+                    Ok(Packet::MessagePush(m)) => f.seen(text_of(&m)),
+                    Ok(Packet::Signal(s)) => f.seen(&s.data),
+                    _ => {}
                 }
             }
         }));
@@ -255,9 +270,12 @@ pub(crate) async fn broadcast(
     let before = stats::sample(t.pid);
     let start = Instant::now();
     pace(&f, rate, async |ix| {
-        s_wr.send(send_frame(&group, true, ix))
-            .await
-            .map_err(|e| e.to_string())
+        let frame = if signals {
+            group_signal_frame(&group, ix)
+        } else {
+            send_frame(&group, true, ix)
+        };
+        s_wr.send(frame).await.map_err(|e| e.to_string())
     })
     .await?;
     settle(&f, members).await;
@@ -266,12 +284,16 @@ pub(crate) async fn broadcast(
     for task in &tasks {
         task.abort();
     }
-    Ok(f.report(
+    let mut report = f.report(
         &format!("{:?}", t.system),
         members,
         rate,
         elapsed,
         before,
         after,
-    ))
+    );
+    if signals {
+        report.label = "signals".into();
+    }
+    Ok(report)
 }

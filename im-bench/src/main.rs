@@ -206,6 +206,9 @@ enum Scenario {
         /// Seconds of sending.
         #[arg(long, default_value_t = 10)]
         secs: u64,
+        /// imkit only: live-only `Signal`s to the group instead of messages.
+        #[arg(long)]
+        signals: bool,
     },
     /// Many small groups, open-loop rate steps: one report per step.
     SmallGroups {
@@ -437,10 +440,12 @@ async fn run(s: Scenario) -> Result<Vec<Report>, String> {
             members,
             rate,
             secs,
+            signals,
         } => match target.system {
             System::ImkitTcp | System::ImkitWs => {
-                imkit::broadcast(&target, members, rate, secs).await
+                imkit::broadcast(&target, members, rate, secs, signals).await
             }
+            _ if signals => Err("--signals is for imkit".into()),
             System::Mqtt => peers::mqtt_broadcast(&target, members, rate, secs).await,
             System::Nats => nats::nats_broadcast(&target, members, rate, secs).await,
             System::Amqp => Err("no broadcast scenario for AMQP".into()),

@@ -1,4 +1,5 @@
-//! The devices a large group's messages go to, kept between messages.
+//! The devices a message or a live-only relay reaches ([`Engine::reach`]),
+//! and for a large group that answer kept between messages.
 //!
 //! Fanning a message out to a group of thousands asks presence where each
 //! member's devices are ([`PresenceStore::locate_many`]) and builds a target
@@ -8,7 +9,8 @@
 //! engine keeps that answer for a group of at least [`MIN_MEMBERS`] and
 //! reuses it while the generation, the member list and the sender's device
 //! are the same. The targets are shared ([`Push::targets`] is an `Arc`), so
-//! reusing them copies nothing.
+//! reusing them copies nothing. Typing and signals to the group reuse the
+//! same answer, less the sender's other devices.
 //!
 //! Why a device cannot be missed: the generation is read after the message
 //! is stored. A device that came online before that read changed it; one
@@ -25,7 +27,8 @@
 
 use std::sync::Arc;
 
-use super::{Caller, Target};
+use super::{Caller, Engine, Target};
+use crate::Result;
 use crate::memo::{GenerationMemo, Kept};
 use crate::model::{ConversationId, DeviceId, UserId};
 
@@ -91,6 +94,115 @@ impl Kept for Audience {
 
     fn weight(&self) -> usize {
         self.members.len() + self.targets.len()
+    }
+}
+
+/// Who something from one sender to a member list reaches now.
+pub(crate) enum Reach {
+    /// A large group's answer, kept from an earlier lookup.
+    Kept(Arc<Audience>),
+    /// Looked up now.
+    Found {
+        targets: Arc<[Target]>,
+        offline: Vec<UserId>,
+    },
+}
+
+impl Reach {
+    /// The connected devices, the sender's own excepted.
+    pub(crate) fn targets(&self) -> &Arc<[Target]> {
+        match self {
+            Reach::Kept(a) => &a.targets,
+            Reach::Found { targets, .. } => targets,
+        }
+    }
+
+    /// The members other than the sender with no device connected.
+    pub(crate) fn into_offline(self) -> Vec<UserId> {
+        match self {
+            Reach::Kept(a) => a.offline.clone(),
+            Reach::Found { offline, .. } => offline,
+        }
+    }
+
+    /// The targets without any device of `user`, as a live-only relay
+    /// wants them; shared, not copied, when `user` has no other device
+    /// connected.
+    pub(crate) fn targets_without(&self, user: &UserId) -> Arc<[Target]> {
+        let all = self.targets();
+        if all.iter().any(|t| t.user == *user) {
+            all.iter().filter(|t| t.user != *user).cloned().collect()
+        } else {
+            all.clone()
+        }
+    }
+}
+
+impl Engine {
+    /// Where `users` are connected, for something `sender` sends to
+    /// `conversation`: every connected device but the sender's own, and the
+    /// members other than the sender with none. A large group's answer is
+    /// kept and reused while presence reports no change (see the module).
+    pub(super) async fn reach(
+        &self,
+        conversation: &ConversationId,
+        users: &[UserId],
+        sender: &Caller,
+    ) -> Result<Reach> {
+        // Read after the commit, for a message (see the module).
+        let generation = if users.len() >= MIN_MEMBERS {
+            self.inner.stores.presence.generation()
+        } else {
+            None
+        };
+        if let Some(g) = generation
+            && let Some(kept) = self.inner.audiences.find(g, conversation, sender, users)
+        {
+            return Ok(Reach::Kept(kept));
+        }
+        let located = self.inner.stores.presence.locate_many(users).await?;
+        let mut targets = Vec::with_capacity(located.len());
+        let mut offline = Vec::new();
+        // Entries come in the order of `users`: who has none is offline.
+        let mut next = 0;
+        for loc in located {
+            let Some(user) = users.get(loc.user) else {
+                continue;
+            };
+            offline.extend(
+                users[next.min(loc.user)..loc.user]
+                    .iter()
+                    .filter(|u| **u != sender.user)
+                    .cloned(),
+            );
+            next = loc.user + 1;
+            if user == &sender.user && loc.device == sender.device {
+                continue;
+            }
+            targets.push(Target {
+                user: user.clone(),
+                device: loc.device,
+                node: loc.node,
+            });
+        }
+        offline.extend(
+            users[next.min(users.len())..]
+                .iter()
+                .filter(|u| **u != sender.user)
+                .cloned(),
+        );
+        let targets: Arc<[Target]> = targets.into();
+        if let Some(g) = generation {
+            self.inner.audiences.keep(Audience::new(
+                g,
+                conversation.clone(),
+                sender,
+                users,
+                targets.clone(),
+                offline.clone(),
+            ));
+        }
+        Ok(Reach::Found { targets, offline })
     }
 }
 

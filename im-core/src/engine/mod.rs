@@ -576,72 +576,16 @@ impl Engine {
     /// to live, and receivers catch up from their cursors (the cluster asks
     /// every connection to sync once its bus is back).
     async fn fan_out(&self, message: &Message, users: &[UserId], sender: &Caller) -> Result<Push> {
-        // Read after the commit (see `audience`): a large group whose
-        // presence has not changed reuses the last answer.
-        let generation = if users.len() >= audience::MIN_MEMBERS {
-            self.inner.stores.presence.generation()
-        } else {
-            None
-        };
-        if let Some(g) = generation
-            && let Some(kept) = self
-                .inner
-                .audiences
-                .find(g, &message.conversation, sender, users)
-        {
-            self.notify_offline(message, kept.offline.clone());
-            return Ok(message_push(message, kept.targets.clone()));
-        }
-        let located = match self.inner.stores.presence.locate_many(users).await {
-            Ok(located) => located,
+        let reach = match self.reach(&message.conversation, users, sender).await {
+            Ok(reach) => reach,
             Err(e) => {
                 tracing::warn!(error = %e, conversation = %message.conversation, seq = message.seq,
                     "presence lookup failed after the commit; receivers will catch up");
                 return Ok(message_push(message, Vec::new()));
             }
         };
-        let mut targets = Vec::with_capacity(located.len());
-        let mut offline = Vec::new();
-        // Entries come in the order of `users`: who has none is offline.
-        let mut next = 0;
-        for loc in located {
-            let Some(user) = users.get(loc.user) else {
-                continue;
-            };
-            offline.extend(
-                users[next.min(loc.user)..loc.user]
-                    .iter()
-                    .filter(|u| **u != sender.user)
-                    .cloned(),
-            );
-            next = loc.user + 1;
-            if user == &sender.user && loc.device == sender.device {
-                continue;
-            }
-            targets.push(Target {
-                user: user.clone(),
-                device: loc.device,
-                node: loc.node,
-            });
-        }
-        offline.extend(
-            users[next.min(users.len())..]
-                .iter()
-                .filter(|u| **u != sender.user)
-                .cloned(),
-        );
-        let targets: Arc<[Target]> = targets.into();
-        if let Some(g) = generation {
-            self.inner.audiences.keep(audience::Audience::new(
-                g,
-                message.conversation.clone(),
-                sender,
-                users,
-                targets.clone(),
-                offline.clone(),
-            ));
-        }
-        self.notify_offline(message, offline);
+        let targets = reach.targets().clone();
+        self.notify_offline(message, reach.into_offline());
         Ok(message_push(message, targets))
     }
 

@@ -2,6 +2,8 @@
 //! numbered or answered; each reaches the devices of the conversation's
 //! other members that are connected now, and no one else ever.
 
+use std::sync::Arc;
+
 use imkit_proto::{Packet, pb};
 
 use super::{Caller, Engine, Push, Target, push_of};
@@ -60,15 +62,24 @@ impl Engine {
     }
 
     /// The conversation a live-only relay goes to, authorized as a send
-    /// is, and the other members' connected devices.
+    /// is, and the other members' connected devices: what a message there
+    /// reaches (a large group's is kept between messages and relays), less
+    /// the caller's other devices. A failing presence store means no live
+    /// push, not a failed relay.
     async fn live_audience(
         &self,
         caller: &Caller,
         to_user: Option<&str>,
         to_group: Option<&str>,
-    ) -> Result<(ConversationId, Vec<Target>)> {
+    ) -> Result<(ConversationId, Arc<[Target]>)> {
         let (conv, members) = self.destination(caller, to_user, to_group).await?;
-        let others: Vec<UserId> = members.into_iter().filter(|u| *u != caller.user).collect();
-        Ok((conv, self.online_targets(&others, None).await?))
+        let targets = match self.reach(&conv, &members, caller).await {
+            Ok(reach) => reach.targets_without(&caller.user),
+            Err(e) => {
+                tracing::warn!(error = %e, conversation = %conv, "presence lookup failed; no live push");
+                Arc::from(Vec::new())
+            }
+        };
+        Ok((conv, targets))
     }
 }
