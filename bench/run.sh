@@ -162,6 +162,11 @@ if want 5; then
       bin=${server%%|*}; tag=${server#*|}
       start_imkit "$bin" --store memory
       run broadcast --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --members "$MEMBERS" --rate "$rate" --secs "$SECS"
+      # Live-only signals to the same group, at 100/s, this tree's server only.
+      if [ -z "$tag" ] && [ "$rate" = 100 ]; then
+        stop_imkit; start_imkit "$bin" --store memory
+        run broadcast --signals --system imkit-tcp --addr 127.0.0.1:18400 --pid "$IMKIT_PID" --members "$MEMBERS" --rate "$rate" --secs "$SECS"
+      fi
       stop_imkit
       [ -n "$tag" ] && sed -i '$ s/"label":""/"label":"before"/' "$RESULTS"
     done
